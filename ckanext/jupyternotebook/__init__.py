@@ -1,0 +1,1 @@
+"""CKAN plugin: open any dataset as a live Jupyter notebook."""

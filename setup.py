@@ -1,0 +1,55 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="ckanext-jupyternotebook",
+    version="0.1.0",
+    description="Open any CKAN dataset as a live, throw-away JupyterLab session",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="AGPL-3.0-or-later",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["tests", "tests.*", "dev", "benchmarks"]),
+    namespace_packages=["ckanext"],
+    include_package_data=True,
+    package_data={
+        "ckanext.jupyternotebook": [
+            "config_declaration.yaml",
+            "templates/**/*",
+            "assets/**/*",
+            "public/**/*",
+            "i18n/**/*",
+        ],
+        "jupyterhub_service": ["templates/*", "openapi.json"],
+    },
+    install_requires=[
+        # the CKAN plugin
+        "requests>=2.31,<3",
+        "nbformat>=5.9,<6",
+        "nbconvert>=7.16,<8",
+    ],
+    extras_require={
+        # the JupyterHub sidecar (hub, bridge, spawners)
+        "hub": [
+            "jupyterhub>=5.2,<6",
+            "jupyterlab>=4.2,<5",
+            "SQLAlchemy>=2.0,<2.1",
+            "tornado>=6.4,<7",
+            "dockerspawner>=14,<15",
+            "docker>=7,<8",
+        ],
+    },
+    entry_points={
+        "ckan.plugins": [
+            "jupyternotebook = ckanext.jupyternotebook.plugin:JupyterNotebookPlugin",
+        ],
+        "babel.extractors": [
+            "ckan = ckan.lib.extract:extract_ckan",
+        ],
+        "jupyterhub.authenticators": [
+            "ticket = jupyterhub_service.authenticator:TicketAuthenticator",
+        ],
+        "jupyterhub.spawners": [
+            "session-local = jupyterhub_service.spawners:SessionLocalSpawner",
+        ],
+    },
+)
