@@ -9,7 +9,6 @@ setup(
     license="AGPL-3.0-or-later",
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*", "dev", "benchmarks"]),
-    namespace_packages=["ckanext"],
     include_package_data=True,
     package_data={
         "ckanext.jupyternotebook": [
