@@ -1,0 +1,147 @@
+"""``/ckan-admin/jupyter``: live capacity, hub health and every session.
+
+Sysadmins only, like the rest of ``/ckan-admin``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Optional
+
+import flask
+
+import ckan.plugins.toolkit as tk
+
+from . import runtime_settings
+
+log = logging.getLogger(__name__)
+
+blueprint = flask.Blueprint("jupyternotebook_admin", __name__,
+                            url_prefix="/ckan-admin/jupyter")
+
+
+def _context() -> dict[str, Any]:
+    return {"user": tk.current_user.name, "auth_user_obj": tk.current_user}
+
+
+@blueprint.before_request
+def _sysadmins_only():
+    try:
+        tk.check_access("sysadmin", _context())
+    except tk.NotAuthorized:
+        return tk.abort(403, tk._("Need to be system administrator to "
+                                  "administer"))
+
+
+def _parse_time(value: Any) -> Optional[dt.datetime]:
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def duration(seconds: Optional[float]) -> str:
+    """A short, translated duration such as "1 h 5 min" or "45 s"."""
+    if seconds is None:
+        return "–"
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return tk._("{h} h {m} min").format(h=hours, m=minutes)
+    if minutes:
+        return tk._("{m} min {s} s").format(m=minutes, s=secs)
+    return tk._("{s} s").format(s=secs)
+
+
+def session_rows(sessions: list[dict[str, Any]],
+                 now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+    """Sessions with ``age`` and ``time_left`` for display, soonest end first."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for session in sessions:
+        started = _parse_time(session.get("started_at"))
+        expires = _parse_time(session.get("expires_at"))
+        row = dict(session)
+        row["age"] = duration((now - started).total_seconds()) \
+            if started else "–"
+        row["time_left"] = duration((expires - now).total_seconds()) \
+            if expires else "–"
+        row["_sort"] = expires.timestamp() if expires else float("inf")
+        rows.append(row)
+    rows.sort(key=lambda r: r["_sort"])
+    return rows
+
+
+def index():
+    from .hub_client import BridgeError, HubClient
+
+    client = HubClient.from_config()
+    health: dict[str, Any] = {}
+    try:
+        health = client.health()
+    except BridgeError as err:
+        health = {"status": "down", "error": getattr(err, "message", str(err))}
+
+    capacity = None
+    sessions: list[dict[str, Any]] = []
+    error = None
+    if health.get("status") != "down":
+        runtime_settings.resync(client)
+        try:
+            capacity = client.capacity()
+            sessions = [s for s in client.list_sessions()
+                        if s.get("status") != "ended"]
+        except BridgeError as err:
+            error = getattr(err, "message", str(err))
+
+    return tk.render("admin/jupyter.html", extra_vars={
+        "health": health,
+        "capacity": capacity,
+        "sessions": session_rows(sessions),
+        "error": error,
+        "settings_pending": runtime_settings.is_pending(),
+    })
+
+
+def stop(session_id: str):
+    from .hub_client import BridgeError
+
+    try:
+        tk.get_action("jupyternotebook_session_delete")(
+            _context(), {"id": session_id})
+    except tk.ObjectNotFound:
+        tk.h.flash_notice(tk._("That session had already ended."))
+    except BridgeError as err:
+        tk.h.flash_error(tk._("The session could not be stopped: {error}")
+                         .format(error=getattr(err, "message", str(err))))
+    else:
+        tk.h.flash_success(tk._("The session was stopped and its changes "
+                                "discarded."))
+    return tk.redirect_to("jupyternotebook_admin.index")
+
+
+def push_settings():
+    from .hub_client import BridgeError
+
+    try:
+        runtime_settings.push()
+    except BridgeError:
+        tk.h.flash_error(tk._(
+            "The notebook service could not be reached; the settings will be"
+            " sent again automatically when it is back."))
+    else:
+        tk.h.flash_success(tk._("The settings are in force on the notebook"
+                                " service."))
+    return tk.redirect_to("jupyternotebook_admin.index")
+
+
+blueprint.add_url_rule("/", view_func=index, endpoint="index",
+                       methods=["GET"], strict_slashes=False)
+blueprint.add_url_rule("/session/<session_id>/stop", view_func=stop,
+                       endpoint="stop", methods=["POST"])
+blueprint.add_url_rule("/push-settings", view_func=push_settings,
+                       endpoint="push_settings", methods=["POST"])

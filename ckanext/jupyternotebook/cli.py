@@ -1,0 +1,154 @@
+"""``ckan jupyter ...``: look at and steer the notebook service from a shell.
+
+Every command exits 0 on success and 1 when the notebook service cannot be
+reached or refuses; ``--json`` prints machine-readable output.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+import ckan.plugins.toolkit as tk
+
+
+def _site_context() -> dict[str, Any]:
+    site_user = tk.get_action("get_site_user")({"ignore_auth": True}, {})
+    return {"user": site_user["name"], "ignore_auth": True}
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _fail(message: str) -> None:
+    click.secho(message, fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group(short_help="Jupyter notebook sessions: status, sessions, "
+                        "stop, push-settings.")
+def jupyter():
+    """Look at and steer the JupyterHub notebook service."""
+
+
+@jupyter.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(as_json: bool):
+    """Bridge and hub health, capacity and whether settings are in force."""
+    from . import runtime_settings
+    from .hub_client import BridgeError, HubClient
+
+    client = HubClient.from_config()
+    result: dict[str, Any] = {"api_url": client.api_url}
+    try:
+        result["health"] = client.health()
+    except BridgeError as err:
+        result["health"] = {"status": "down",
+                            "error": getattr(err, "message", str(err))}
+    up = result["health"].get("status") == "ok"
+    if up:
+        try:
+            result["capacity"] = client.capacity()
+        except BridgeError as err:
+            result["capacity"] = None
+            result["capacity_error"] = getattr(err, "message", str(err))
+            up = False
+        result["settings_in_sync"] = runtime_settings.resync(
+            client, force=True)
+    result["settings_pending"] = runtime_settings.is_pending()
+
+    if as_json:
+        _echo_json(result)
+    else:
+        health = result["health"]
+        if health.get("status") == "ok":
+            click.echo(f"bridge: ok ({client.api_url}), hub: "
+                       f"{health.get('hub', '?')}, version "
+                       f"{health.get('version', '?')}")
+        else:
+            click.echo(f"bridge: DOWN ({client.api_url}): "
+                       f"{health.get('error') or health}")
+        cap = result.get("capacity")
+        if cap:
+            click.echo(
+                f"guests: {cap['guests']['active']}/{cap['guests']['max']}  "
+                f"sessions: {cap['sessions']['active']}/"
+                f"{cap['sessions']['max']}  "
+                f"users: {cap.get('users', {}).get('active', 0)}  "
+                f"pool: {cap['pool']['ready']}/{cap['pool']['size']}")
+        click.echo("settings: " + (
+            "pending (not yet pushed)" if result["settings_pending"]
+            else "in force on the bridge" if result.get("settings_in_sync")
+            else "unknown"))
+    if not up:
+        sys.exit(1)
+
+
+@jupyter.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sessions(as_json: bool):
+    """List every live session."""
+    from . import admin
+    from .hub_client import BridgeError
+
+    try:
+        found = tk.get_action("jupyternotebook_session_list")(
+            _site_context(), {"all": True})
+    except BridgeError as err:
+        _fail(f"cannot list sessions: {getattr(err, 'message', err)}")
+        return
+    if as_json:
+        _echo_json(found)
+        return
+    if not found:
+        click.echo("no live sessions")
+        return
+    rows = admin.session_rows(found)
+    click.echo(f"{'ID':<24} {'DATASET':<28} {'USER':<28} {'STATUS':<9} "
+               f"{'AGE':>12} {'LEFT':>12}")
+    for row in rows:
+        click.echo(
+            f"{str(row.get('id')):<24} "
+            f"{str(row.get('dataset_name') or row.get('dataset_id')):<28} "
+            f"{str(row.get('hub_user')):<28} {str(row.get('status')):<9} "
+            f"{row['age']:>12} {row['time_left']:>12}")
+
+
+@jupyter.command()
+@click.argument("session_id")
+def stop(session_id: str):
+    """Stop one session and discard everything done in it."""
+    from .hub_client import BridgeError
+
+    try:
+        tk.get_action("jupyternotebook_session_delete")(
+            _site_context(), {"id": session_id})
+    except tk.ObjectNotFound:
+        _fail(f"no session {session_id}")
+    except BridgeError as err:
+        _fail(f"could not stop {session_id}: {getattr(err, 'message', err)}")
+    else:
+        click.echo(f"stopped {session_id}")
+
+
+@jupyter.command("push-settings")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def push_settings(as_json: bool):
+    """Send CKAN's runtime settings to the bridge now."""
+    from . import runtime_settings
+    from .hub_client import BridgeError
+
+    try:
+        answer = runtime_settings.push()
+    except BridgeError as err:
+        _fail("could not push settings (they will be pushed again when the "
+              f"bridge answers): {getattr(err, 'message', err)}")
+        return
+    if as_json:
+        _echo_json(answer)
+    else:
+        for key in sorted(runtime_settings.current()):
+            click.echo(f"{key} = {answer.get(key)}")

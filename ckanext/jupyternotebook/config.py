@@ -1,0 +1,175 @@
+"""The plugin's settings: one place that knows their names, types and sources.
+
+Precedence, highest first: a value saved on CKAN's admin config page, the
+environment, ``ckan.ini``, the declared default.
+
+How that order comes about: ``apply_environment`` runs in
+``IConfigurer.update_config`` and writes environment values over the ini
+values in CKAN's config. Afterwards CKAN's ``app_globals.reset()`` (at start-up,
+on every request that notices a change, and on the admin page's reset) copies
+admin-saved ``system_info`` values over the runtime-editable keys, falling back
+to the config it saw first, which already holds the environment values.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import ckan.plugins.toolkit as tk
+from ckan.common import CKANConfig
+from ckan.exceptions import CkanConfigurationException
+
+PREFIX = "ckanext.jupyternotebook."
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return int(str(value).strip())
+
+
+def _as_str(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _as_list(value: Any) -> list[str]:
+    return [item for item in tk.aslist(value, sep=None) if item] \
+        if not isinstance(value, (list, tuple)) else [str(v) for v in value]
+
+
+@dataclass(frozen=True)
+class Setting:
+    short: str
+    env: str
+    parse: Callable[[Any], Any]
+    editable: bool = False
+
+    @property
+    def key(self) -> str:
+        return PREFIX + self.short
+
+
+_SETTINGS = [
+    Setting("hub_url", "CKAN_JUPYTERNOTEBOOK_URL", _as_str),
+    Setting("hub_base_url", "CKAN_JUPYTERHUB_BASE_URL", _as_str),
+    Setting("api_url", "CKAN_API_JUPYTERHUB", _as_str),
+    Setting("api_token", "CKAN_JUPYTERHUB_API_TOKEN", _as_str),
+    Setting("timeout", "CKAN_JUPYTERHUB_TIMEOUT", _as_int, True),
+    Setting("idle_timeout", "CKAN_JUPYTERHUB_IDLE_TIMEOUT", _as_int, True),
+    Setting("max_guests", "CKAN_JUPYTERHUB_USER", _as_int, True),
+    Setting("max_sessions", "CKAN_JUPYTERHUB_MAX_SESSIONS", _as_int, True),
+    Setting("max_sessions_per_user", "CKAN_JUPYTERHUB_SESSIONS_PER_USER",
+            _as_int, True),
+    Setting("guest_access", "CKAN_JUPYTERHUB_GUEST_ACCESS", tk.asbool, True),
+    Setting("guest_rate_limit", "CKAN_JUPYTERHUB_GUEST_RATE", _as_int, True),
+    Setting("cpu_percent", "CKAN_JUPYTERHUB_PERCENTAGE_CPU", _as_int, True),
+    Setting("memory_limit", "CKAN_JUPYTERHUB_MEMORY_LIMIT", _as_str, True),
+    Setting("spawner", "CKAN_JUPYTERHUB_SPAWNER", _as_str),
+    Setting("pool_size", "CKAN_JUPYTERHUB_POOL_SIZE", _as_int, True),
+    Setting("network", "CKAN_NETWORK", _as_str),
+    Setting("storage_path", "CKAN_STORAGE_NOTEBOOK", _as_str),
+    Setting("max_resource_size", "CKAN_JUPYTERHUB_MAX_RESOURCE_SIZE", _as_str),
+    Setting("download_timeout", "CKAN_JUPYTERHUB_DOWNLOAD_TIMEOUT", _as_int),
+    Setting("fetch_allowlist", "CKAN_JUPYTERHUB_FETCH_ALLOWLIST", _as_list),
+    # CKAN-side only; not in the bridge's /api/settings
+    Setting("grant_ttl", "", _as_int),
+    Setting("request_timeout", "", _as_int),
+    Setting("launch_timeout", "", _as_int),
+]
+
+SETTINGS: dict[str, Setting] = {s.short: s for s in _SETTINGS}
+RUNTIME_EDITABLE: tuple[str, ...] = tuple(
+    s.short for s in _SETTINGS if s.editable)
+
+# The values deployed through ckan.ini and the environment, as seen by the
+# last update_config. app_globals.reset() turns a falsy deployed value of a
+# runtime-editable key (guest_access = false, idle_timeout = 0) into "", so
+# `get` needs the real one to fall back on.
+_deployed: dict[str, Any] = {}
+
+
+def key(short: str) -> str:
+    return SETTINGS[short].key
+
+
+def apply_environment(config: CKANConfig,
+                      environ: Mapping[str, str] | None = None) -> None:
+    """Write settings given in the environment over those from ckan.ini."""
+    environ = os.environ if environ is None else environ
+    for setting in _SETTINGS:
+        if setting.env and environ.get(setting.env, "").strip():
+            config[setting.key] = environ[setting.env].strip()
+        _deployed[setting.short] = config.get(setting.key)
+
+
+def deployed(short: str) -> Any:
+    """The value from the environment, ckan.ini or the default."""
+    return SETTINGS[short].parse(_deployed.get(short, tk.config.get(key(short))))
+
+
+def get(short: str) -> Any:
+    """The setting in force now, parsed to its type."""
+    setting = SETTINGS[short]
+    value = tk.config.get(setting.key)
+    if value is None or value == "":
+        value = _deployed.get(short, value)
+    if value is None:
+        value = ""
+    return setting.parse(value)
+
+
+def runtime_settings() -> dict[str, Any]:
+    """The runtime-editable settings in force now, as the bridge names them."""
+    return {short: get(short) for short in RUNTIME_EDITABLE}
+
+
+def _check_url(short: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CkanConfigurationException(
+            f"{key(short)} must be an http(s) URL with a host name, "
+            f"got {value!r} (environment variable {SETTINGS[short].env})")
+    try:
+        parts.port
+    except ValueError as err:
+        raise CkanConfigurationException(
+            f"{key(short)} has an invalid port: {value!r}") from err
+
+
+def check(config: CKANConfig) -> None:
+    """Refuse to start with a configuration that cannot work."""
+    def lookup(short: str) -> Any:
+        value = config.get(key(short))
+        return SETTINGS[short].parse("" if value is None else value)
+
+    try:
+        values = {short: lookup(short) for short in SETTINGS}
+    except (ValueError, TypeError) as err:
+        bad = next(s for s in _SETTINGS if not _parses(s, config))
+        raise CkanConfigurationException(
+            f"{bad.key} has an invalid value {config.get(bad.key)!r}"
+            + (f" (environment variable {bad.env})" if bad.env else "")
+        ) from err
+    if not values["api_token"]:
+        raise CkanConfigurationException(
+            f"{key('api_token')} is not set. Set it in ckan.ini or in the "
+            f"environment variable {SETTINGS['api_token'].env}; it must be "
+            "the same token the JupyterHub bridge is configured with.")
+    for short in ("hub_url", "api_url"):
+        _check_url(short, values[short])
+    for setting in _SETTINGS:
+        if setting.parse is _as_int and values[setting.short] < 0:
+            raise CkanConfigurationException(
+                f"{setting.key} must not be negative, "
+                f"got {values[setting.short]}")
+
+
+def _parses(setting: Setting, config: CKANConfig) -> bool:
+    value = config.get(setting.key)
+    try:
+        setting.parse("" if value is None else value)
+    except (ValueError, TypeError):
+        return False
+    return True

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import ckan.authz as authz
+import ckan.plugins.toolkit as tk
+from ckan.types import AuthResult, Context, DataDict
+
+from .. import config as settings
+from .. import hub_client, identity
+
+
+def _is_guest(context: Context) -> bool:
+    return authz.auth_is_anon_user(context)
+
+
+@tk.auth_allow_anonymous_access
+def jupyternotebook_session_create(context: Context,
+                                   data_dict: DataDict) -> AuthResult:
+    dataset_id = data_dict.get("id")
+    try:
+        tk.check_access("package_show", context, {"id": dataset_id})
+    except tk.NotAuthorized:
+        return {"success": False,
+                "msg": tk._("You are not allowed to read this dataset")}
+    if not _is_guest(context):
+        return {"success": True}
+    if not settings.get("guest_access"):
+        return {"success": False,
+                "msg": tk._("Log in to open datasets in Jupyter")}
+    dataset = context["model"].Package.get(dataset_id)
+    if dataset is None or dataset.private:
+        return {"success": False,
+                "msg": tk._("Log in to open private datasets in Jupyter")}
+    return {"success": True}
+
+
+def jupyternotebook_session_list(context: Context,
+                                 data_dict: DataDict) -> AuthResult:
+    # Only sysadmins (who skip auth functions) may list everybody's sessions.
+    if tk.asbool(data_dict.get("all")):
+        return {"success": False,
+                "msg": tk._("Only sysadmins can list all sessions")}
+    return {"success": True}
+
+
+@tk.auth_allow_anonymous_access
+def jupyternotebook_session_delete(context: Context,
+                                   data_dict: DataDict) -> AuthResult:
+    try:
+        session = hub_client.HubClient.from_config().get_session(
+            data_dict.get("id", ""))
+    except hub_client.NotFound:
+        raise tk.ObjectNotFound(tk._("Session not found"))
+    if _is_guest(context):
+        owner = identity.guest_id(create=False)
+    else:
+        user = context.get("auth_user_obj") or context["model"].User.get(
+            context.get("user"))
+        owner = getattr(user, "id", None)
+    if owner and session.get("user_id") == owner:
+        return {"success": True}
+    return {"success": False,
+            "msg": tk._("You can only stop your own sessions")}
+
+
+@tk.auth_allow_anonymous_access
+def jupyternotebook_capacity_show(context: Context,
+                                  data_dict: DataDict) -> AuthResult:
+    return {"success": True}

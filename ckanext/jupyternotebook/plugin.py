@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+import ckan.plugins as p
+import ckan.plugins.toolkit as tk
+from ckan.common import CKANConfig
+from ckan.lib.plugins import DefaultTranslation
+
+from . import config as settings
+from . import logic, views
+
+
+@tk.blanket.config_declarations
+@tk.blanket.actions(logic.actions)
+@tk.blanket.auth_functions(logic.auth_functions)
+@tk.blanket.helpers
+@tk.blanket.blueprints(views.blueprints)
+class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
+    p.implements(p.IConfigurer)
+    p.implements(p.IConfigurable)
+    # issue 5 (notebook view, admin control, CLI, i18n): methods below
+    p.implements(p.IResourceView, inherit=True)
+    p.implements(p.ISignal)
+    p.implements(p.IClick)
+    p.implements(p.ITranslation)
+
+    # IConfigurer
+
+    def update_config(self, config: CKANConfig) -> None:
+        settings.apply_environment(config)
+        tk.add_template_directory(config, "templates")
+        tk.add_public_directory(config, "public")
+        tk.add_resource("assets", "ckanext-jupyternotebook")
+        from . import notebook_view
+        notebook_view.add_to_default_views(config)
+
+    def update_config_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        from . import runtime_settings
+        schema.update(runtime_settings.config_schema())
+        return schema
+
+    # IConfigurable
+
+    def configure(self, config: CKANConfig) -> None:
+        settings.check(config)
+
+    # ------------------------------------------------------------------
+    # issue 5: the jupyter_notebook resource view, admin settings, CLI
+
+    # IResourceView
+
+    def info(self) -> dict[str, Any]:
+        from . import notebook_view
+        return notebook_view.info()
+
+    def can_view(self, data_dict: dict[str, Any]) -> bool:
+        from . import notebook_view
+        return notebook_view.can_view(data_dict)
+
+    def setup_template_variables(self, context: Any,
+                                 data_dict: dict[str, Any]) -> dict[str, Any]:
+        from . import notebook_view
+        return notebook_view.template_variables(context, data_dict)
+
+    def view_template(self, context: Any, data_dict: dict[str, Any]) -> str:
+        return "jupyter_notebook/view.html"
+
+    # ISignal
+
+    def get_signal_subscriptions(self) -> dict[Any, Any]:
+        from . import runtime_settings
+        # CKAN's admin "Reset" must reset our runtime settings too.
+        return {tk.signals.request_finished: [
+            runtime_settings.on_request_finished]}
+
+    # IClick
+
+    def get_commands(self) -> list[Any]:
+        from . import cli
+        return [cli.jupyter]

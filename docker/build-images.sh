@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build every image the compose stack and the docker tests need (`make images`).
+#
+#   bash docker/build-images.sh [IMAGE...]     IMAGE: singleuser hub ckan db redis
+#
+# With no argument: singleuser, hub and ckan, plus the db and redis stand-ins
+# when the public postgres/redis images cannot be had. An image that already
+# exists is reused unless FORCE=1. The Dockerfiles build FROM the public
+# python:3.11-slim-bookworm when it is present or can be pulled; otherwise
+# FROM a local base made by debootstrap + docker import (docker/base/).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+PREFIX="${IMAGE_PREFIX:-ckanext-jupyternotebook}"
+TAG="${IMAGE_TAG:-latest}"
+PUBLIC_BASE="${PUBLIC_BASE_IMAGE:-python:3.11-slim-bookworm}"
+LOCAL_BASE="${BASE_IMAGE_LOCAL:-$PREFIX/base:bookworm}"
+FORCE="${FORCE:-0}"
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# Pull a public image when no copy is here; false when no registry answers.
+can_have() {
+    have_image "$1" && return 0
+    timeout "${PULL_TIMEOUT:-300}" docker pull -q "$1" >/dev/null 2>&1
+}
+
+base_image() {
+    if [[ -n "${BASE_IMAGE:-}" ]]; then
+        echo "$BASE_IMAGE"
+    elif can_have "$PUBLIC_BASE"; then
+        echo "$PUBLIC_BASE"
+    else
+        echo "images: no registry answers; using the debootstrap base $LOCAL_BASE" >&2
+        bash "$HERE/base/build-base.sh" >&2
+        echo "$LOCAL_BASE"
+    fi
+}
+
+# build NAME DOCKERFILE CONTEXT
+build() {
+    local name="$1" dockerfile="$2" context="$3" image="$PREFIX/$1:$TAG" t0
+    if [[ "$FORCE" != 1 ]] && have_image "$image"; then
+        echo "images: $image exists, skipping (FORCE=1 rebuilds)"
+        return
+    fi
+    [[ -n "${BASE:-}" ]] || BASE="$(base_image)"
+    echo "images: building $image FROM $BASE"
+    t0=$SECONDS
+    docker build --pull=false -q \
+        --build-arg "BASE_IMAGE=$BASE" \
+        -f "$dockerfile" -t "$image" "$context" >/dev/null
+    echo "images: built $image in $((SECONDS - t0))s"
+}
+
+wanted=("$@")
+if [[ ${#wanted[@]} -eq 0 ]]; then
+    wanted=(singleuser hub ckan)
+    can_have "${POSTGRES_IMAGE:-postgres:16-bookworm}" || wanted+=(db)
+    can_have "${REDIS_IMAGE:-redis:7-bookworm}" || wanted+=(redis)
+fi
+
+start=$SECONDS
+for name in "${wanted[@]}"; do
+    case "$name" in
+        singleuser) build singleuser "$HERE/singleuser/Dockerfile" "$HERE/singleuser" ;;
+        hub)        build hub "$HERE/hub/Dockerfile" "$REPO" ;;
+        ckan)       build ckan "$HERE/ckan/Dockerfile" "$REPO" ;;
+        db)         build db "$HERE/db/Dockerfile" "$HERE/db" ;;
+        redis)      build redis "$HERE/redis/Dockerfile" "$HERE/redis" ;;
+        *) echo "images: unknown image $name" >&2; exit 2 ;;
+    esac
+done
+echo "images: done in $((SECONDS - start))s"
+docker images --filter "reference=$PREFIX/*" --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}'

@@ -1,0 +1,188 @@
+"""The bridge: the internal API CKAN calls to launch and manage sessions.
+
+A JupyterHub-managed service on its own port. Its routes sit at the root
+(``/api/...``) because it is never a browser page. Every call needs
+``Authorization: Bearer <api_token>``, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from pathlib import Path
+
+from tornado import web
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from . import __version__
+from .settings import Settings, hub_api_env, load
+from .hub_api import HubAPI, HubError, HubUnavailable
+from .sessions import BridgeError, Sessions
+from .store import Store
+
+log = logging.getLogger("bridge")
+
+OPENAPI = Path(__file__).with_name("openapi.json")
+
+
+class APIHandler(web.RequestHandler):
+    @property
+    def sessions(self) -> Sessions:
+        return self.application.settings["sessions"]
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self):
+        token = self.application.settings["api_token"]
+        header = self.request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            self.fail(BridgeError(401, "unauthorized", "A valid Bearer token is required."))
+
+    def fail(self, err: BridgeError):
+        self.set_status(err.status)
+        if "retry_after" in err.extra:
+            self.set_header("Retry-After", str(err.extra["retry_after"]))
+        self.finish(err.body())
+
+    def body(self):
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise BridgeError(400, "invalid", "the body is not valid JSON") from None
+
+    def send(self, data, status=200):
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+    def write_error(self, status_code, **kwargs):
+        self.finish({"error": "internal" if status_code >= 500 else "http_error",
+                     "message": self._reason})
+
+    async def _guard(self, coro):
+        try:
+            return await coro
+        except BridgeError as e:
+            self.fail(e)
+        except HubUnavailable:
+            self.fail(BridgeError(503, "hub_unavailable", "The notebook service is not answering."))
+
+
+class SessionsHandler(APIHandler):
+    async def post(self):
+        async def run():
+            sess, created = await self.sessions.create(self.body())
+            self.send(sess, 201 if created else 200)
+
+        await self._guard(run())
+
+    def get(self):
+        user_id = self.get_argument("user_id", None)
+        dataset_id = self.get_argument("dataset_id", None)
+        recs = self.sessions.store.sessions(
+            user_id=user_id, dataset_id=dataset_id, statuses=("pending", "ready", "stopping")
+        )
+        self.send({"sessions": [r.to_dict() for r in recs]})
+
+
+class SessionHandler(APIHandler):
+    def get(self, session_id):
+        rec = self.sessions.store.get(session_id)
+        if rec is None:
+            return self.fail(BridgeError(404, "not_found", "No such session."))
+        self.send(rec.to_dict())
+
+    async def delete(self, session_id):
+        async def run():
+            rec = await self.sessions.end(session_id, "stopped by request")
+            if rec is None:
+                raise BridgeError(404, "not_found", "No such session.")
+            self.set_status(204)
+            self.finish()
+
+        await self._guard(run())
+
+
+class CapacityHandler(APIHandler):
+    def get(self):
+        self.send(self.sessions.capacity())
+
+
+class SettingsHandler(APIHandler):
+    def get(self):
+        self.send(self.sessions.settings_doc())
+
+    async def put(self):
+        async def run():
+            self.send(self.sessions.update_settings(self.body()))
+
+        await self._guard(run())
+
+
+class HealthHandler(APIHandler):
+    async def get(self):
+        try:
+            await self.sessions.hub.version()
+        except (HubUnavailable, HubError) as e:
+            return self.send({"status": "degraded", "hub": "down", "message": str(e),
+                              "version": __version__}, 503)
+        self.send({"status": "ok", "hub": "ok", "version": __version__})
+
+
+class OpenAPIHandler(APIHandler):
+    def get(self):
+        self.finish(OPENAPI.read_text())
+
+
+def make_app(settings: Settings, store: Store, hub: HubAPI) -> web.Application:
+    sessions = Sessions(settings, store, hub)
+    return web.Application(
+        [
+            (r"/api/sessions", SessionsHandler),
+            (r"/api/sessions/([^/]+)", SessionHandler),
+            (r"/api/capacity", CapacityHandler),
+            (r"/api/settings", SettingsHandler),
+            (r"/api/health", HealthHandler),
+            (r"/api/openapi.json", OpenAPIHandler),
+        ],
+        sessions=sessions,
+        api_token=settings.api_token,
+    )
+
+
+_reaping = asyncio.Lock()
+
+
+async def reap_once(sessions: Sessions) -> None:
+    if _reaping.locked():
+        return  # the previous pass is still running
+    async with _reaping:
+        try:
+            await sessions.reap()
+        except Exception:
+            log.exception("reaper pass failed")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[bridge %(asctime)s %(levelname)s] %(message)s")
+    settings = load()
+    if not settings.api_token:
+        raise SystemExit("CKAN_JUPYTERHUB_API_TOKEN is required")
+    api_url, token = hub_api_env()
+    store = Store(settings.bridge_db_url)
+    hub = HubAPI(api_url, token)
+    app = make_app(settings, store, hub)
+    sessions = app.settings["sessions"]
+    app.listen(settings.bridge_port, address=settings.bridge_host, xheaders=True)
+    log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
+    PeriodicCallback(lambda: asyncio.ensure_future(reap_once(sessions)),
+                     settings.reaper_interval * 1000).start()
+    IOLoop.current().start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""A small async client for the JupyterHub REST API, as the bridge uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import quote
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+
+class HubUnavailable(Exception):
+    """The hub did not answer, or answered with a server error."""
+
+
+class HubError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class HubAPI:
+    def __init__(self, api_url: str, token: str, timeout: float = 20.0):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        AsyncHTTPClient.configure(None, max_clients=64)
+        self.http = AsyncHTTPClient()
+
+    async def request(self, method: str, path: str, body=None, allow=()) -> tuple[int, object]:
+        req = HTTPRequest(
+            self.api_url + path,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            body=None if body is None and method in ("GET", "DELETE") else json.dumps(body or {}),
+            request_timeout=self.timeout,
+            connect_timeout=5,
+            allow_nonstandard_methods=True,
+        )
+        try:
+            resp = await self.http.fetch(req, raise_error=False)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise HubUnavailable(str(e)) from None
+        if resp.code == 599:
+            raise HubUnavailable(str(resp.error))
+        if resp.code >= 500:
+            raise HubUnavailable(f"hub answered {resp.code}")
+        data = None
+        if resp.body:
+            try:
+                data = json.loads(resp.body)
+            except ValueError:
+                data = resp.body.decode(errors="replace")
+        if resp.code >= 400 and resp.code not in allow:
+            msg = data.get("message", "") if isinstance(data, dict) else str(data)
+            raise HubError(resp.code, msg)
+        return resp.code, data
+
+    @staticmethod
+    def _user(name: str) -> str:
+        return "/users/" + quote(name, safe="")
+
+    async def version(self) -> str:
+        _, data = await self.request("GET", "/")
+        return data.get("version", "") if isinstance(data, dict) else ""
+
+    async def get_user(self, name: str) -> dict | None:
+        code, data = await self.request("GET", self._user(name), allow=(404,))
+        return None if code == 404 else data
+
+    async def ensure_user(self, name: str) -> None:
+        code, _ = await self.request("POST", self._user(name), {}, allow=(409,))
+
+    async def delete_user(self, name: str) -> None:
+        await self.request("DELETE", self._user(name), allow=(404,))
+
+    async def start_server(self, name: str, server: str, options: dict) -> int:
+        code, _ = await self.request(
+            "POST", f"{self._user(name)}/servers/{quote(server)}", options, allow=(400,)
+        )
+        return code
+
+    async def server(self, name: str, server: str) -> dict | None:
+        user = await self.get_user(name)
+        if not user:
+            return None
+        return (user.get("servers") or {}).get(server)
+
+    async def stop_server(self, name: str, server: str, remove: bool = True) -> None:
+        await self.request(
+            "DELETE",
+            f"{self._user(name)}/servers/{quote(server)}",
+            {"remove": remove},
+            allow=(404, 400),
+        )
+
+    async def users(self) -> list[dict]:
+        _, data = await self.request("GET", "/users?include_stopped_servers=0&limit=10000")
+        return data if isinstance(data, list) else []

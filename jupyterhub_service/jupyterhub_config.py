@@ -1,0 +1,104 @@
+"""JupyterHub configuration for ckanext-jupyternotebook.
+
+Run as ``jupyterhub -f jupyterhub_service/jupyterhub_config.py``. Every value
+comes from ``jupyterhub_service.settings`` (the environment); nothing here
+reads the environment itself.
+"""
+
+import sys
+from pathlib import Path
+
+from jupyterhub_service import settings as settings_module
+from jupyterhub_service.store import Store
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+s = settings_module.load()
+
+HERE = Path(__file__).resolve().parent
+state = s.state_dir
+state.mkdir(parents=True, exist_ok=True)
+base = s.hub_base_url.rstrip("/") + "/"
+
+# -- where things listen ----------------------------------------------------
+c.JupyterHub.bind_url = (s.hub_bind_url or s.hub_url).rstrip("/") + base
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = s.hub_port
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
+# Debian's node-configurable-http-proxy; always by absolute path
+c.ConfigurableHTTPProxy.command = ["/usr/bin/configurable-http-proxy"]
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+
+# -- who gets in: one-time launch tickets only ------------------------------
+c.JupyterHub.authenticator_class = "jupyterhub_service.authenticator.TicketAuthenticator"
+c.TicketAuthenticator.ticket_secret = s.api_token
+c.TicketAuthenticator.bridge_db_url = s.bridge_db_url
+c.Authenticator.allow_all = True
+# the hub cookie lives no longer than a session
+c.JupyterHub.cookie_max_age_days = max(s.timeout, 60) / 86400
+c.JupyterHub.oauth_token_expires_in = max(s.timeout, 60)
+
+# -- roles: every spawn goes through the bridge's caps ----------------------
+c.JupyterHub.load_roles = [
+    # users may use their own servers (and tell them who they are), never
+    # start or stop one: no `servers` scope
+    {
+        "name": "user",
+        "scopes": ["access:servers!user", "read:users:name!user", "read:users:groups!user"],
+    },
+    {
+        "name": "bridge",
+        "scopes": ["admin:users", "servers", "tokens", "access:servers"],
+        "services": ["bridge"],
+    },
+]
+
+# -- the bridge, a managed service on its own port --------------------------
+c.JupyterHub.services = [
+    {
+        "name": "bridge",
+        "command": [sys.executable, "-m", "jupyterhub_service.bridge"],
+        "environment": settings_module.service_environment(),
+        "display": False,
+    }
+]
+
+# -- servers ----------------------------------------------------------------
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0  # the bridge enforces the caps
+c.JupyterHub.concurrent_spawn_limit = 50
+c.JupyterHub.active_server_limit = 0
+c.JupyterHub.last_activity_interval = 30
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 90
+c.Spawner.default_url = "/lab"
+c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "30"}
+
+if s.spawner == "local":
+    c.JupyterHub.spawner_class = "jupyterhub_service.spawners.SessionLocalSpawner"
+    c.SessionLocalSpawner.session_user = s.session_user
+    c.SessionLocalSpawner.sessions_root = str(s.storage_root / "sessions")
+    c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
+else:
+    from jupyterhub_service.docker_spawner import docker_spawner_config
+
+    docker_spawner_config(c, s)
+
+# -- pages ------------------------------------------------------------------
+c.JupyterHub.template_paths = [str(HERE / "templates")]
+_store = Store(s.bridge_db_url)
+
+
+def _ended_sessions(user):
+    """Ended sessions of this user by server name, for the not-running page."""
+    if user is None:
+        return {}
+    ended = _store.sessions(hub_user=user.name, statuses=("ended", "error", "stopping"))
+    return {
+        r.server_name: {"dataset_url": r.dataset_url, "dataset_title": r.dataset_title}
+        for r in ended
+    }
+
+
+c.JupyterHub.template_vars = {"ended_sessions": _ended_sessions}

@@ -1,0 +1,800 @@
+"""Download a dataset's resources into a shared cache, and give each session
+a read-only ``~/data`` holding only that dataset's files.
+
+The bridge (async, running as root) uses it like this::
+
+    cache = ResourceCache(root, max_bytes=..., max_resource_size=...,
+                          download_timeout=..., fetch_allowlist=[...])
+    specs = [ResourceSpec.from_dict(r) for r in request["resources"]]
+    fetched = await cache.fetch_all(specs, dataset_id=dataset["id"])
+    populate_data_dir(fetched, home / "data")
+    cache.evict(keep=keys_of_live_sessions | {f.cache_key for f in fetched})
+
+API
+---
+``ResourceSpec(id, name, format, fetch_url, source, size=None, hash=None,
+last_modified=None, metadata_modified=None, dataset_id=None)``
+    One resource of the session request. ``source`` is ``"ckan"`` for URLs
+    CKAN built itself (trusted) and ``"external"`` for link resources, which
+    pass the SSRF guard. ``ResourceSpec.from_dict(d, trusted_prefixes=())``
+    takes ``source`` from the dict, else ``"ckan"`` when ``fetch_url`` starts
+    with one of ``trusted_prefixes``, else ``"external"``.
+
+``Fetched(resource, filename, cache_key, path, error, downloaded_bytes)``
+    The outcome for one resource: ``path`` is the cache file, or ``None``
+    with a human-readable ``error``. ``downloaded_bytes`` is 0 for a cache
+    hit (including a 304 revalidation).
+
+``ResourceCache(root, *, max_bytes, max_resource_size, download_timeout,
+fetch_allowlist=(), concurrency=4)``
+    ``await fetch_all(resources, *, dataset_id=None) -> list[Fetched]``
+    never raises for one bad resource. ``evict(keep) -> int`` removes least
+    recently used entries, never those whose key is in ``keep``, until the
+    cache fits ``max_bytes``; returns the bytes freed. ``entries()``,
+    ``total_bytes()`` and ``clear(keep, dataset_id=None) -> int`` are for
+    cache management. ``close()`` stops the download threads.
+
+``populate_data_dir(fetched, data_dir, *, readme=True)``
+    Hard-links (or copies) each cached file into ``data_dir`` under its safe
+    name, mode 0444, writes ``README.md`` listing the files and the failures
+    with their reasons, and leaves the directory mode 0555.
+
+``safe_filename(name, fmt, taken, *, fallback)`` and ``extension_for(fmt)``
+    The file-naming rules, shared with ``start_here``.
+
+Cache keys
+----------
+Resource id plus ``hash``, else plus ``last_modified``: such an entry is
+reused without any request. Otherwise the key comes from the response's ETag
+or Last-Modified, and the next launch revalidates it with a conditional GET
+(a 304 reuses the entry), else from the resource's ``metadata_modified``.
+A response with no validator and a resource without ``metadata_modified``
+is not reusable and is downloaded every time.
+
+Layout under ``root`` (mode 0700, so sessions cannot browse it)::
+
+    entries/<digest>        the file, mode 0444
+    entries/<digest>.json   its key, size, dataset and last use (LRU)
+    links/<digest>.json     validators of a response-keyed resource
+    tmp/                    downloads in progress, renamed into entries/
+
+Downloads run in a bounded thread pool with urllib3, streamed to disk in
+1 MiB chunks. For external URLs each hop (redirects are followed here, at
+most five) is resolved once, every address is checked, and the connection
+goes to the checked address while the Host header and TLS SNI keep the
+host name, so DNS rebinding cannot slip a private address in between.
+Redirects of ``"ckan"`` URLs are trusted like the URL itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import unicodedata
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import unquote, urljoin, urlsplit
+
+import certifi
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError, TimeoutError as Urllib3Timeout
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20
+MAX_REDIRECTS = 5
+README_NAME = "README.md"
+_REDIRECTS = {301, 302, 303, 307, 308}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# Extension for a resource format, so the file opens with the right reader.
+_FORMAT_ALIASES = {
+    "text/csv": "csv",
+    "text/tab-separated-values": "tsv",
+    "tab": "tsv",
+    "application/json": "json",
+    "application/geo+json": "geojson",
+    "application/vnd.geo+json": "geojson",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/x-ipynb+json": "ipynb",
+    "application/vnd.apache.parquet": "parquet",
+    "application/pdf": "pdf",
+    "application/zip": "zip",
+    "text/plain": "txt",
+    "text/html": "html",
+    "jupyter notebook": "ipynb",
+    "notebook": "ipynb",
+}
+
+
+class FetchError(Exception):
+    """A download failed; the message is shown to the user as the reason."""
+
+
+class _Cancelled(FetchError):
+    pass
+
+
+def extension_for(fmt: str | None) -> str | None:
+    """The file extension for a CKAN resource format, or None."""
+    fmt = (fmt or "").strip().lower().lstrip(".")
+    fmt = _FORMAT_ALIASES.get(fmt, fmt)
+    return fmt if re.fullmatch(r"[a-z0-9]{1,10}", fmt) else None
+
+
+def safe_filename(name: str | None, fmt: str | None, taken: set[str], *, fallback: str) -> str:
+    """A file name safe to create inside one directory, unique within ``taken``.
+
+    No path separators, no leading dot, no control characters; the
+    extension follows the format. ``taken`` holds lower-cased names and is
+    updated.
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = unicodedata.normalize("NFKC", base)
+    base = "".join(c if c.isalnum() or c in "-_.()+ " else "_" for c in base)
+    base = re.sub(r"\s+", "_", base)
+    base = re.sub(r"_{2,}", "_", base).strip("._- ")
+
+    ext = extension_for(fmt)
+    if ext:
+        stem = base[: -len(ext) - 1] if base.lower().endswith("." + ext) else base
+    else:
+        stem, dot, own = base.rpartition(".")
+        if dot and re.fullmatch(r"[A-Za-z0-9]{1,10}", own):
+            ext = own.lower()
+        else:
+            stem = base
+    stem = stem[:80].strip("._- ") or _fallback_stem(fallback)
+
+    suffix = f".{ext}" if ext else ""
+    candidate, n = stem + suffix, 2
+    while candidate.lower() in taken:
+        candidate, n = f"{stem}-{n}{suffix}", n + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def _fallback_stem(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "", text)[:12]
+    return f"resource-{cleaned}" if cleaned else "resource"
+
+
+@dataclass
+class ResourceSpec:
+    id: str
+    name: str
+    format: str
+    fetch_url: str
+    source: str = "external"
+    size: int | None = None
+    hash: str | None = None
+    last_modified: str | None = None
+    metadata_modified: str | None = None
+    dataset_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, *, trusted_prefixes: Iterable[str] = ()) -> "ResourceSpec":
+        url = str(d.get("fetch_url") or d.get("url") or "")
+        source = d.get("source")
+        if source not in ("ckan", "external"):
+            trusted = any(p and url.startswith(p) for p in trusted_prefixes)
+            source = "ckan" if trusted else "external"
+        try:
+            size = int(d["size"]) if d.get("size") not in (None, "") else None
+        except (TypeError, ValueError):
+            size = None
+        return cls(
+            id=str(d.get("id") or ""),
+            name=str(d.get("name") or ""),
+            format=str(d.get("format") or ""),
+            fetch_url=url,
+            source=source,
+            size=size,
+            hash=(str(d["hash"]) if d.get("hash") else None),
+            last_modified=(str(d["last_modified"]) if d.get("last_modified") else None),
+            metadata_modified=(str(d["metadata_modified"]) if d.get("metadata_modified") else None),
+            dataset_id=(str(d.get("package_id") or d.get("dataset_id") or "") or None),
+        )
+
+    def static_key(self) -> str | None:
+        """The cache key known before any request, or None."""
+        if self.hash:
+            return f"{self.id}|hash:{self.hash}"
+        if self.last_modified:
+            return f"{self.id}|last-modified:{self.last_modified}"
+        return None
+
+
+@dataclass
+class Fetched:
+    resource: ResourceSpec
+    filename: str | None
+    cache_key: str | None
+    path: Path | None
+    error: str | None
+    downloaded_bytes: int = 0
+
+
+@dataclass
+class _Download:
+    not_modified: bool = False
+    tmp_path: Path | None = None
+    size: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class _Transfer:
+    """A download's connection, so a timer can cut it at the deadline."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._response = None
+
+    def attach(self, response) -> None:
+        with self._lock:
+            self._response = response
+            if self.cancelled.is_set():
+                self._shutdown()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled.set()
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        # Unblocks a read that is waiting on the socket in the worker thread.
+        try:
+            if self._response is not None:
+                self._response.shutdown()
+        except (ValueError, RuntimeError, OSError):
+            pass
+
+
+def _human_size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            break
+        n /= 1024
+    if unit == "bytes":
+        return f"{int(n)} bytes"
+    return f"{n:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+
+
+def _seconds(t: float) -> str:
+    return f"{t:g} s"
+
+
+def _forbidden_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address must not be fetched from, or None when it is public."""
+    if ip.version == 6:
+        embedded = [ip.ipv4_mapped, ip.sixtofour]
+        if ip in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.teredo:
+            embedded.extend(ip.teredo)
+        for inner in embedded:
+            if inner is not None and _forbidden_reason(inner):
+                return _forbidden_reason(inner)
+    for attr, reason in (
+        ("is_unspecified", "unspecified"),
+        ("is_loopback", "loopback"),
+        ("is_link_local", "link-local"),
+        ("is_multicast", "multicast"),
+        ("is_private", "private"),
+        ("is_reserved", "reserved"),
+    ):
+        if getattr(ip, attr):
+            return reason
+    if not ip.is_global:
+        return "non-public"
+    return None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+
+
+def _url_without_query(url: str) -> str:
+    # The query of a CKAN fetch URL holds a grant; it does not belong on disk.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class ResourceCache:
+    """A shared, size-limited cache of downloaded resources."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int,
+        max_resource_size: int,
+        download_timeout: float,
+        fetch_allowlist: Iterable[str] = (),
+        concurrency: int = 4,
+    ) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.max_resource_size = max_resource_size
+        self.download_timeout = download_timeout
+        self.fetch_allowlist = {h.strip().lower().strip("[]") for h in fetch_allowlist if h.strip()}
+        self._entries = self.root / "entries"
+        self._links = self.root / "links"
+        self._tmp = self.root / "tmp"
+        for d in (self.root, self._entries, self._links, self._tmp):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        self._drop_stale_tmp()
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="preload")
+        self._locks: dict[str, list] = {}
+        self._busy: set[str] = set()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    # -- fetching ---------------------------------------------------------
+
+    async def fetch_all(self, resources: list[ResourceSpec], *, dataset_id: str | None = None) -> list[Fetched]:
+        """Fetch every resource, from the cache when it is unchanged."""
+        taken = {README_NAME.lower()}
+        jobs = []
+        for spec in resources:
+            if dataset_id and not spec.dataset_id:
+                spec.dataset_id = dataset_id
+            fallback_name = spec.name or unquote(urlsplit(spec.fetch_url).path)
+            filename = safe_filename(fallback_name, spec.format, taken, fallback=spec.id)
+            jobs.append(self._fetch_one(spec, filename))
+        return list(await asyncio.gather(*jobs))
+
+    async def _fetch_one(self, spec: ResourceSpec, filename: str) -> Fetched:
+        try:
+            if not spec.fetch_url:
+                raise FetchError("no download URL")
+            key = spec.static_key()
+            lock_name = key or self._link_name(spec)
+            async with self._lock(lock_name):
+                self._busy.add(lock_name)
+                try:
+                    if key:
+                        return await self._fetch_static(spec, filename, key)
+                    return await self._fetch_revalidated(spec, filename)
+                finally:
+                    self._busy.discard(lock_name)
+        except FetchError as exc:
+            return Fetched(spec, filename, None, None, str(exc), 0)
+        except Exception:
+            log.exception("preloading resource %s failed", spec.id)
+            return Fetched(spec, filename, None, None, "download failed (internal error)", 0)
+
+    async def _fetch_static(self, spec: ResourceSpec, filename: str, key: str) -> Fetched:
+        if self._touch(key):
+            return Fetched(spec, filename, key, self._entry_path(key), None, 0)
+        result = await self._run_download(spec, None)
+        path = self._store(key, spec, result)
+        return Fetched(spec, filename, key, path, None, result.size)
+
+    async def _fetch_revalidated(self, spec: ResourceSpec, filename: str) -> Fetched:
+        link_path = self._links / f"{_digest(self._link_name(spec))}.json"
+        link = _read_json(link_path) or {}
+        old_key = link.get("key")
+        cached = bool(old_key) and self._entry_path(old_key).exists()
+        validators = None
+        if cached:
+            if link.get("etag") or link.get("last_modified"):
+                validators = {"etag": link.get("etag"), "last_modified": link.get("last_modified")}
+            elif spec.metadata_modified and link.get("metadata_modified") == spec.metadata_modified:
+                self._touch(old_key)
+                return Fetched(spec, filename, old_key, self._entry_path(old_key), None, 0)
+
+        result = await self._run_download(spec, validators)
+        if result.not_modified:
+            self._touch(old_key)
+            return Fetched(spec, filename, old_key, self._entry_path(old_key), None, 0)
+
+        where = _digest(spec.fetch_url if spec.source == "external" else spec.id)[:12]
+        if result.etag:
+            key = f"{spec.id}|{where}|etag:{result.etag}"
+        elif result.last_modified:
+            key = f"{spec.id}|{where}|last-modified:{result.last_modified}"
+        elif spec.metadata_modified:
+            key = f"{spec.id}|metadata-modified:{spec.metadata_modified}"
+        else:
+            key = f"{spec.id}|uncached:{uuid.uuid4().hex}"
+        path = self._store(key, spec, result)
+        _write_json(link_path, {
+            "key": key,
+            "etag": result.etag,
+            "last_modified": result.last_modified,
+            "metadata_modified": spec.metadata_modified,
+        })
+        return Fetched(spec, filename, key, path, None, result.size)
+
+    async def _run_download(self, spec: ResourceSpec, validators: dict | None) -> _Download:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._download, spec, validators)
+
+    def _lock(self, name: str) -> "_NamedLock":
+        return _NamedLock(self._locks, name)
+
+    @staticmethod
+    def _link_name(spec: ResourceSpec) -> str:
+        url = spec.fetch_url if spec.source == "external" else ""
+        return f"{spec.id}|link|{url}"
+
+    # -- the download itself (worker thread) --------------------------------
+
+    def _download(self, spec: ResourceSpec, validators: dict | None) -> _Download:
+        transfer = _Transfer()
+        # The timer cuts a stalled or trickling connection at the deadline.
+        timer = threading.Timer(self.download_timeout, transfer.cancel)
+        timer.daemon = True
+        deadline = time.monotonic() + self.download_timeout
+        timer.start()
+        tmp_path = self._tmp / uuid.uuid4().hex
+        try:
+            return self._download_into(spec, validators, tmp_path, transfer, deadline)
+        except (_Cancelled, Urllib3Timeout, socket.timeout):
+            raise FetchError(f"timed out after {_seconds(self.download_timeout)}") from None
+        except (Urllib3Error, OSError) as exc:
+            if transfer.cancelled.is_set():
+                raise FetchError(f"timed out after {_seconds(self.download_timeout)}") from None
+            raise FetchError(f"download failed: {_describe(exc)}") from None
+        finally:
+            timer.cancel()
+            tmp_path.unlink(missing_ok=True)
+
+    def _download_into(self, spec, validators, tmp_path, transfer, deadline) -> _Download:
+        guarded = spec.source != "ckan"
+        url = spec.fetch_url
+        headers = {"Accept-Encoding": "identity", "User-Agent": "ckanext-jupyternotebook-preload"}
+        if validators:
+            if validators.get("etag"):
+                headers["If-None-Match"] = validators["etag"]
+            if validators.get("last_modified"):
+                headers["If-Modified-Since"] = validators["last_modified"]
+
+        for _hop in range(MAX_REDIRECTS + 1):
+            response, pool = self._open(url, headers, guarded, transfer, deadline)
+            try:
+                if response.status in _REDIRECTS:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise FetchError(f"HTTP {response.status} without a Location")
+                    url = urljoin(url, location)
+                    continue
+                if response.status == 304 and validators:
+                    return _Download(not_modified=True)
+                if response.status != 200:
+                    raise FetchError(f"HTTP {response.status}")
+                size = self._stream(response, tmp_path, transfer, deadline)
+                kept = tmp_path.with_name(tmp_path.name + ".done")
+                os.replace(tmp_path, kept)
+                return _Download(
+                    tmp_path=kept,
+                    size=size,
+                    etag=response.headers.get("ETag"),
+                    last_modified=response.headers.get("Last-Modified"),
+                )
+            finally:
+                response.close()
+                pool.close()
+        raise FetchError(f"too many redirects (more than {MAX_REDIRECTS})")
+
+    def _stream(self, response, tmp_path: Path, transfer: _Transfer, deadline: float) -> int:
+        limit = self.max_resource_size
+        length = response.headers.get("Content-Length", "")
+        if length.strip().isdigit() and int(length) > limit:
+            raise FetchError(f"larger than the {_human_size(limit)} limit")
+        written = 0
+        with open(tmp_path, "wb") as out:
+            while True:
+                if transfer.cancelled.is_set() or time.monotonic() > deadline:
+                    raise _Cancelled()
+                chunk = response.read1(CHUNK_SIZE)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > limit:
+                    raise FetchError(f"larger than the {_human_size(limit)} limit")
+                out.write(chunk)
+        if transfer.cancelled.is_set():
+            raise _Cancelled()
+        return written
+
+    def _open(self, url: str, headers: dict, guarded: bool, transfer: _Transfer, deadline: float):
+        """GET one hop, connected to a checked address; returns (response, pool)."""
+        parts = urllib3.util.parse_url(url)
+        scheme = (parts.scheme or "").lower()
+        if scheme not in ("http", "https"):
+            raise FetchError("refused: only http and https URLs are fetched")
+        host = (parts.host or "").strip("[]").lower()
+        if not host:
+            raise FetchError("refused: the URL has no host")
+        port = parts.port or (443 if scheme == "https" else 80)
+        addresses = self._resolve(host, port, guarded)
+
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc += f":{parts.port}"
+        last_error: Exception | None = None
+        for address in addresses:
+            remaining = deadline - time.monotonic()
+            if transfer.cancelled.is_set() or remaining <= 0:
+                raise _Cancelled()
+            timeout = urllib3.Timeout(connect=min(remaining, 30.0), read=remaining)
+            if scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    address, port, timeout=timeout, retries=False, maxsize=1,
+                    server_hostname=host, assert_hostname=host,
+                    cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+                )
+            else:
+                pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+            try:
+                response = pool.urlopen(
+                    "GET", parts.request_uri, headers={**headers, "Host": netloc},
+                    redirect=False, retries=False, preload_content=False,
+                    decode_content=True, assert_same_host=False, release_conn=False,
+                )
+            except (NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
+                pool.close()
+                last_error = exc
+                continue
+            except BaseException:
+                pool.close()
+                raise
+            transfer.attach(response)
+            return response, pool
+        raise FetchError(f"could not connect to {host}: {_describe(last_error)}")
+
+    def _resolve(self, host: str, port: int, guarded: bool) -> list[str]:
+        """Resolve once; when guarded, refuse unless every address is public."""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            raise FetchError(f"host not found: {host}") from None
+        addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+        if guarded and host not in self.fetch_allowlist:
+            for address in addresses:
+                reason = _forbidden_reason(ipaddress.ip_address(address))
+                if reason:
+                    raise FetchError(f"refused: {host} resolves to a {reason} address ({address})")
+        return addresses
+
+    # -- entries ----------------------------------------------------------
+
+    def _entry_path(self, key: str) -> Path:
+        return self._entries / _digest(key)
+
+    def _meta_path(self, key: str) -> Path:
+        return self._entries / f"{_digest(key)}.json"
+
+    def _store(self, key: str, spec: ResourceSpec, result: _Download) -> Path:
+        path = self._entry_path(key)
+        os.chmod(result.tmp_path, 0o444)
+        os.replace(result.tmp_path, path)
+        now = time.time_ns()
+        _write_json(self._meta_path(key), {
+            "key": key,
+            "resource_id": spec.id,
+            "dataset_id": spec.dataset_id,
+            "url": _url_without_query(spec.fetch_url),
+            "size": result.size,
+            "created": now,
+            "last_used": now,
+        })
+        return path
+
+    def _touch(self, key: str) -> bool:
+        """Mark an entry as just used; False when it is not in the cache."""
+        meta_path = self._meta_path(key)
+        meta = _read_json(meta_path)
+        if meta is None or not self._entry_path(key).exists():
+            return False
+        meta["last_used"] = time.time_ns()
+        _write_json(meta_path, meta)
+        return True
+
+    def entries(self) -> list[dict]:
+        """Every cache entry's metadata, with its ``path``."""
+        found = []
+        for meta_path in self._entries.glob("*.json"):
+            meta = _read_json(meta_path)
+            data_path = meta_path.with_suffix("")
+            if meta is None or not data_path.exists():
+                continue
+            meta["path"] = str(data_path)
+            found.append(meta)
+        return found
+
+    def total_bytes(self) -> int:
+        return sum(e.get("size", 0) for e in self.entries())
+
+    def evict(self, keep: set[str]) -> int:
+        """Drop least recently used entries not in ``keep`` until under max_bytes."""
+        entries = sorted(self.entries(), key=lambda e: (e.get("last_used", 0), e["key"]))
+        total = sum(e.get("size", 0) for e in entries)
+        freed = 0
+        for entry in entries:
+            if total <= self.max_bytes:
+                break
+            if entry["key"] in keep or self._is_busy(entry["key"]):
+                continue
+            self._remove(entry)
+            total -= entry.get("size", 0)
+            freed += entry.get("size", 0)
+        return freed
+
+    def clear(self, keep: set[str], dataset_id: str | None = None) -> int:
+        """Remove every entry (of one dataset, if given) not in ``keep``."""
+        freed = 0
+        for entry in self.entries():
+            if entry["key"] in keep or self._is_busy(entry["key"]):
+                continue
+            if dataset_id is not None and entry.get("dataset_id") != dataset_id:
+                continue
+            self._remove(entry)
+            freed += entry.get("size", 0)
+        for link_path in self._links.glob("*.json"):
+            link = _read_json(link_path) or {}
+            if not link.get("key") or not self._entry_path(link["key"]).exists():
+                link_path.unlink(missing_ok=True)
+        return freed
+
+    def _is_busy(self, key: str) -> bool:
+        resource_id = key.split("|", 1)[0]
+        return key in self._busy or any(b.startswith(f"{resource_id}|") for b in self._busy)
+
+    def _remove(self, entry: dict) -> None:
+        # Sessions holding a hard link keep their file; only the cache's name goes.
+        self._entry_path(entry["key"]).unlink(missing_ok=True)
+        self._meta_path(entry["key"]).unlink(missing_ok=True)
+
+    def _drop_stale_tmp(self) -> None:
+        horizon = time.time() - 2 * self.download_timeout - 60
+        for leftover in self._tmp.iterdir():
+            try:
+                if leftover.stat().st_mtime < horizon:
+                    leftover.unlink()
+            except OSError:
+                pass
+
+
+class _NamedLock:
+    """An asyncio lock per name, dropped when nobody holds or waits for it."""
+
+    def __init__(self, registry: dict[str, list], name: str) -> None:
+        self._registry = registry
+        self._name = name
+
+    async def __aenter__(self) -> None:
+        slot = self._registry.setdefault(self._name, [asyncio.Lock(), 0])
+        slot[1] += 1
+        try:
+            await slot[0].acquire()
+        except BaseException:
+            self._release_slot(slot)
+            raise
+
+    async def __aexit__(self, *exc) -> None:
+        slot = self._registry[self._name]
+        slot[0].release()
+        self._release_slot(slot)
+
+    def _release_slot(self, slot: list) -> None:
+        slot[1] -= 1
+        if slot[1] == 0:
+            self._registry.pop(self._name, None)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no address"
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason).strip() or type(reason).__name__
+    return text[:200]
+
+
+# -- per-session data directory -------------------------------------------
+
+def populate_data_dir(fetched: list[Fetched], data_dir: Path, *, readme: bool = True) -> None:
+    """Fill ``data_dir`` with this dataset's files, read-only.
+
+    Each file is a hard link to the cache entry (a copy when the cache is
+    on another file system), mode 0444; the directory ends up mode 0555.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o755)
+    failures: list[tuple[Fetched, str]] = []
+    present: list[Fetched] = []
+    try:
+        for item in fetched:
+            if item.path is None or not item.filename:
+                failures.append((item, item.error or "not downloaded"))
+                continue
+            target = data_dir / item.filename
+            if target.parent != data_dir:
+                failures.append((item, "unsafe file name"))
+                continue
+            target.unlink(missing_ok=True)
+            try:
+                try:
+                    os.link(item.path, target)
+                except OSError:
+                    shutil.copyfile(item.path, target)
+            except FileNotFoundError:
+                failures.append((item, "removed from the cache before it could be linked"))
+                continue
+            os.chmod(target, 0o444)
+            present.append(item)
+        if readme:
+            path = data_dir / README_NAME
+            path.unlink(missing_ok=True)
+            path.write_text(_readme_text(present, failures), encoding="utf-8")
+            os.chmod(path, 0o444)
+    finally:
+        os.chmod(data_dir, 0o555)
+
+
+def _one_line(text: str) -> str:
+    text = "".join(c if c.isprintable() else " " for c in str(text))
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text).strip()
+
+
+def _readme_text(present: list[Fetched], failures: list[tuple[Fetched, str]]) -> str:
+    lines = [
+        "# Data",
+        "",
+        "These are the dataset's files, read-only. This session is temporary:",
+        "anything you change in it is discarded when it ends.",
+        "",
+    ]
+    if present:
+        lines += ["| file | resource | format | size |", "|---|---|---|---|"]
+        for item in present:
+            try:
+                size = _human_size(os.stat(item.path).st_size)
+            except OSError:
+                size = ""
+            lines.append(
+                f"| `{item.filename}` | {_one_line(item.resource.name)} "
+                f"| {_one_line(item.resource.format)} | {size} |"
+            )
+    else:
+        lines.append("No files could be downloaded.")
+    if failures:
+        lines += ["", "## Not downloaded", ""]
+        for item, reason in failures:
+            label = _one_line(item.resource.name or item.resource.id)
+            lines.append(f"- {label} ({_one_line(item.resource.format) or 'unknown format'}): {_one_line(reason)}")
+    return "\n".join(lines) + "\n"

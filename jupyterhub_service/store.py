@@ -1,0 +1,257 @@
+"""The bridge's small state: sessions, runtime settings, used ticket nonces
+and the warm pool. SQLite by default, any SQLAlchemy URL in production.
+
+The hub process opens the same database (read-mostly) from the ticket
+authenticator, to consume nonces and to explain ended sessions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    create_engine,
+    delete,
+    event,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+LIVE = ("pending", "ready")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRecord(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), index=True)
+    user_kind: Mapped[str] = mapped_column(String(10))
+    user_name: Mapped[str] = mapped_column(String(200), default="")
+    client_ip: Mapped[str] = mapped_column(String(64), default="")
+    hub_user: Mapped[str] = mapped_column(String(100), index=True)
+    server_name: Mapped[str] = mapped_column(String(40))
+    dataset_id: Mapped[str] = mapped_column(String(100), index=True)
+    dataset_name: Mapped[str] = mapped_column(String(200), default="")
+    dataset_title: Mapped[str] = mapped_column(String(500), default="")
+    dataset_url: Mapped[str] = mapped_column(String(1000), default="")
+    open_path: Mapped[str] = mapped_column(String(500), default="start_here.ipynb")
+    notebooks: Mapped[list] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    message: Mapped[str] = mapped_column(String(1000), default="")
+    limits: Mapped[dict] = mapped_column(JSON, default=dict)
+    cache_keys: Mapped[list] = mapped_column(JSON, default=list)
+    from_pool: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def to_dict(self, launch_url: str | None = None) -> dict:
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "user_kind": self.user_kind,
+            "user_name": self.user_name,
+            "hub_user": self.hub_user,
+            "server_name": self.server_name,
+            "dataset_id": self.dataset_id,
+            "dataset_name": self.dataset_name,
+            "dataset_title": self.dataset_title,
+            "dataset_url": self.dataset_url,
+            "status": self.status,
+            "message": self.message,
+            "limits": self.limits,
+            "started_at": iso(self.started_at),
+            "expires_at": iso(self.expires_at),
+            "ended_at": iso(self.ended_at),
+            "launch_url": launch_url,
+        }
+
+
+class SettingRecord(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NonceRecord(Base):
+    __tablename__ = "ticket_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PoolRecord(Base):
+    __tablename__ = "pool"
+
+    hub_user: Mapped[str] = mapped_column(String(100), primary_key=True)
+    server_name: Mapped[str] = mapped_column(String(40))
+    slot_dir: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(10))  # starting | ready
+    limits: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Store:
+    def __init__(self, url: str):
+        kwargs = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+
+            @event.listens_for(self.engine, "connect")
+            def _wal(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+        Base.metadata.create_all(self.engine)
+        self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def db(self):
+        with self._sessionmaker() as s, s.begin():
+            yield s
+
+    # -- sessions -----------------------------------------------------------
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        with self.db() as s:
+            return s.get(SessionRecord, session_id)
+
+    def add(self, record: SessionRecord) -> None:
+        with self.db() as s:
+            s.add(record)
+
+    def update(self, session_id: str, **values) -> SessionRecord | None:
+        with self.db() as s:
+            rec = s.get(SessionRecord, session_id)
+            if rec is None:
+                return None
+            for k, v in values.items():
+                setattr(rec, k, v)
+            return rec
+
+    def sessions(self, *, user_id=None, statuses=None, dataset_id=None, hub_user=None):
+        with self.db() as s:
+            q = select(SessionRecord)
+            if user_id is not None:
+                q = q.where(SessionRecord.user_id == user_id)
+            if statuses is not None:
+                q = q.where(SessionRecord.status.in_(statuses))
+            if dataset_id is not None:
+                q = q.where(SessionRecord.dataset_id == dataset_id)
+            if hub_user is not None:
+                q = q.where(SessionRecord.hub_user == hub_user)
+            return list(s.scalars(q.order_by(SessionRecord.started_at)))
+
+    def find_ended(self, hub_user: str, server_name: str) -> SessionRecord | None:
+        with self.db() as s:
+            q = (
+                select(SessionRecord)
+                .where(SessionRecord.hub_user == hub_user)
+                .where(SessionRecord.server_name == server_name)
+                .order_by(SessionRecord.started_at.desc())
+            )
+            return s.scalars(q).first()
+
+    def purge_ended(self, older_than: dt.datetime) -> int:
+        with self.db() as s:
+            res = s.execute(
+                delete(SessionRecord)
+                .where(SessionRecord.status.in_(("ended", "error")))
+                .where(SessionRecord.ended_at < older_than)
+            )
+            s.execute(delete(NonceRecord).where(NonceRecord.expires_at < utcnow()))
+            return res.rowcount or 0
+
+    # -- settings -----------------------------------------------------------
+
+    def saved_settings(self) -> tuple[dict, dt.datetime | None]:
+        with self.db() as s:
+            rows = list(s.scalars(select(SettingRecord)))
+        values = {r.key: json.loads(r.value) for r in rows}
+        updated = max((aware(r.updated_at) for r in rows), default=None)
+        return values, updated
+
+    def save_settings(self, values: dict) -> None:
+        now = utcnow()
+        with self.db() as s:
+            for key, value in values.items():
+                rec = s.get(SettingRecord, key)
+                if rec is None:
+                    s.add(SettingRecord(key=key, value=json.dumps(value), updated_at=now))
+                else:
+                    rec.value = json.dumps(value)
+                    rec.updated_at = now
+
+    # -- ticket nonces ------------------------------------------------------
+
+    def consume_nonce(self, nonce: str, expires_at: dt.datetime) -> bool:
+        """True the first time a nonce is seen, False on any replay."""
+        try:
+            with self.db() as s:
+                s.add(NonceRecord(nonce=nonce, expires_at=expires_at))
+            return True
+        except IntegrityError:
+            return False
+
+    # -- pool ---------------------------------------------------------------
+
+    def pool(self, status: str | None = None) -> list[PoolRecord]:
+        with self.db() as s:
+            q = select(PoolRecord)
+            if status:
+                q = q.where(PoolRecord.status == status)
+            return list(s.scalars(q.order_by(PoolRecord.created_at)))
+
+    def pool_add(self, rec: PoolRecord) -> None:
+        with self.db() as s:
+            s.add(rec)
+
+    def pool_update(self, hub_user: str, **values) -> None:
+        with self.db() as s:
+            rec = s.get(PoolRecord, hub_user)
+            if rec is not None:
+                for k, v in values.items():
+                    setattr(rec, k, v)
+
+    def pool_remove(self, hub_user: str) -> PoolRecord | None:
+        with self.db() as s:
+            rec = s.get(PoolRecord, hub_user)
+            if rec is not None:
+                s.delete(rec)
+            return rec

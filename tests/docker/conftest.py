@@ -1,0 +1,101 @@
+"""Fixtures for the tests that run against the real Docker engine.
+
+Every test here is marked ``docker`` and skips when ``docker info`` fails.
+The images are built (docker/build-images.sh) when missing; the hub is a real
+``jupyterhub`` process on the host with the session spawner under test.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+import pytest
+
+from session_harness import REPO
+
+SINGLEUSER_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
+BASE_IMAGE = "ckanext-jupyternotebook/base:bookworm"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "docker: needs a Docker engine (skipped when `docker info` fails)"
+    )
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(
+            ["docker", "info"], capture_output=True, timeout=30
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    if not _docker_answers():
+        pytest.skip("no Docker engine answers (docker info failed)")
+    import docker
+
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+def _image_exists(client, name: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+@pytest.fixture(scope="session")
+def singleuser_image(docker_client):
+    if not _image_exists(docker_client, SINGLEUSER_IMAGE):
+        subprocess.run(
+            ["bash", str(REPO / "docker" / "build-images.sh"), "singleuser"],
+            check=True,
+            timeout=1800,
+        )
+    return SINGLEUSER_IMAGE
+
+
+@pytest.fixture(scope="session")
+def helper_image(docker_client, singleuser_image):
+    """A small image with python3 for stand-in service containers."""
+    for name in ("python:3.11-slim-bookworm", BASE_IMAGE):
+        if _image_exists(docker_client, name):
+            return name
+    return singleuser_image
+
+
+@pytest.fixture(scope="session")
+def run_id():
+    return secrets.token_hex(3)
+
+
+@pytest.fixture(scope="session")
+def backend_db(docker_client, helper_image, run_id):
+    """A service container named ``db`` on a network playing CKAN's backend."""
+    network = docker_client.networks.create(f"jn-test-backend-{run_id}", driver="bridge")
+    container = docker_client.containers.run(
+        helper_image,
+        ["python3", "-m", "http.server", "5432"],
+        name=f"jn-test-db-{run_id}",
+        network=network.name,
+        detach=True,
+        user="65534:65534",
+        working_dir="/tmp",
+    )
+    network.disconnect(container)
+    network.connect(container, aliases=["db"])
+    container.reload()
+    ip = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+    yield {"network": network.name, "name": container.name, "ip": ip, "port": 5432}
+    container.remove(force=True)
+    network.remove()

@@ -1,0 +1,231 @@
+"""The pieces the docker tests share: a real hub process, session dirs, a wheel."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import socket
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Hub:
+    """A real JupyterHub process on the host, driven through its REST API."""
+
+    def __init__(self, workdir: Path, spawner: str, sessions_network: str,
+                 backend_network: str, image: str):
+        self.workdir = workdir
+        self.spawner = spawner
+        self.sessions_network = sessions_network
+        self.port = free_port()
+        self.token = secrets.token_hex(32)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.storage = workdir / "storage"
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.storage.chmod(0o755)
+        config = workdir / "jupyterhub_config.py"
+        config.write_text(textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {str(REPO)!r})
+            from types import SimpleNamespace
+            from jupyterhub_service.docker_spawner import docker_spawner_config
+
+            c = get_config()
+            settings = SimpleNamespace(
+                spawner={spawner!r},
+                network={backend_network!r},
+                sessions_network={sessions_network!r},
+                singleuser_image={image!r},
+                cpu_percent=50,
+                memory_limit="1G",
+                storage_root={str(self.storage)!r},
+            )
+            docker_spawner_config(c, settings, hub_in_container=False)
+            c.JupyterHub.hub_port = {free_port()}
+            c.JupyterHub.bind_url = {self.url!r}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+            c.ConfigurableHTTPProxy.command = ["/usr/bin/configurable-http-proxy"]
+            c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
+            c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
+            c.JupyterHub.pid_file = "{workdir}/jupyterhub.pid"
+            c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
+            c.JupyterHub.authenticator_class = "dummy"
+            c.Authenticator.allow_all = True
+            c.JupyterHub.allow_named_servers = True
+            c.JupyterHub.named_server_limit_per_user = 0
+            c.JupyterHub.cleanup_servers = True
+            c.Spawner.start_timeout = 180
+            c.Spawner.http_timeout = 120
+            c.JupyterHub.services = [{{"name": "tester", "api_token": {self.token!r}}}]
+            c.JupyterHub.load_roles = [{{
+                "name": "tester",
+                "scopes": ["admin:users", "admin:servers", "access:servers"],
+                "services": ["tester"],
+            }}]
+        """))
+        self.log_path = workdir / "jupyterhub.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],
+            cwd=workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"token {self.token}"
+        try:
+            wait_for(self._answers, 60, what="the hub to answer")
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("hub did not start:\n" + self.log())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("hub exited:\n" + self.log())
+        try:
+            return self.http.get(f"{self.url}/hub/api/", timeout=5).ok
+        except requests.RequestException:
+            return False
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        return self.http.request(method, f"{self.url}/hub/api{path}", timeout=60, **kwargs)
+
+    def spawn(self, user: str, server: str, user_options: dict, timeout: float = 240) -> dict:
+        r = self.api("POST", f"/users/{user}")
+        assert r.status_code in (201, 409), r.text
+        r = self.api("POST", f"/users/{user}/servers/{server}", json=user_options)
+        assert r.status_code in (201, 202), r.text
+
+        def ready():
+            u = self.api("GET", f"/users/{user}").json()
+            srv = u.get("servers", {}).get(server)
+            if srv and srv.get("ready"):
+                return srv
+            if not srv or not srv.get("pending"):
+                if srv is None and time.monotonic() - started > 5:
+                    raise AssertionError("spawn failed:\n" + self.log())
+            return None
+
+        started = time.monotonic()
+        try:
+            return wait_for(ready, timeout, interval=1, what="the server to be ready")
+        except TimeoutError:
+            raise AssertionError("server not ready:\n" + self.log()) from None
+
+    def stop_server(self, user: str, server: str, timeout: float = 120):
+        r = self.api("DELETE", f"/users/{user}/servers/{server}")
+        assert r.status_code in (202, 204), r.text
+
+        def stopped():
+            u = self.api("GET", f"/users/{user}").json()
+            return server not in u.get("servers", {})
+
+        wait_for(stopped, timeout, interval=1, what="the server to stop")
+
+    def server_get(self, user: str, server: str, path: str) -> requests.Response:
+        return self.http.get(f"{self.url}/user/{user}/{server}/{path}", timeout=30)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def make_session_dirs(storage: Path, name: str, files: dict[str, str]) -> dict:
+    """A data dir holding only ``files`` and a seed dir with start_here.ipynb."""
+    data = storage / name / "data"
+    seed = storage / name / "home"
+    data.mkdir(parents=True)
+    seed.mkdir(parents=True)
+    for fname, content in files.items():
+        p = data / fname
+        p.write_text(content)
+        p.chmod(0o444)
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "source": "import pandas",
+                   "outputs": [], "execution_count": None}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+    (seed / "start_here.ipynb").write_text(json.dumps(notebook))
+    for d in (storage / name, data, seed):
+        d.chmod(0o755)
+    return {"data_dir": str(data), "home_seed_dir": str(seed)}
+
+
+def user_options(dirs: dict, session_id: str = "s1") -> dict:
+    return {
+        "session_id": session_id,
+        "dataset_id": "0c6f1d2e-dataset",
+        "dataset_name": "demo",
+        "expires_at": "2099-01-01T00:00:00Z",
+        "limits": {"cpu_percent": 50, "memory_limit": "1G", "pids": 256},
+        "open_path": "start_here.ipynb",
+        **dirs,
+    }
+
+
+def tiny_wheel(directory: Path) -> Path:
+    """A pure-Python wheel built by hand: nothing to download."""
+    name, version = "tinypkg", "0.1"
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "ANSWER = 42\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{p},,\n" for p in files) + f"{dist_info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for p, content in files.items():
+            z.writestr(p, content)
+        z.writestr(f"{dist_info}/RECORD", record)
+    return path
+
+
+def put_file(container, src: Path, dest_dir: str = "/tmp"):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tar.gettarinfo(str(src), arcname=src.name)
+        info.uid, info.gid, info.mode = 1000, 100, 0o644
+        with open(src, "rb") as f:
+            tar.addfile(info, f)
+    assert container.put_archive(dest_dir, buf.getvalue())
+
+
+def exec_in(container, cmd: str) -> tuple[int, str]:
+    code, out = container.exec_run(["sh", "-c", cmd], demux=False)
+    return code, (out or b"").decode(errors="replace")
