@@ -7,9 +7,8 @@ Sections:
 """
 from __future__ import annotations
 
-import json
+import os
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ SOLR_STANDIN_PORT = 8984
 _solr_standin = None
 
 
-def _solr_answers(port: int) -> bool:
-    url = f"http://127.0.0.1:{port}/solr/ckan/schema?wt=schema.xml"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return b"ckan-" in response.read()
-    except OSError:
-        return False
-
-
 def pytest_configure(config):
     global _solr_standin
     if _solr_standin is not None:
@@ -48,11 +38,12 @@ def pytest_configure(config):
     try:
         _solr_standin = solr_standin.start_in_thread(SOLR_STANDIN_PORT)
     except OSError:
-        # Another test run on this machine already serves it; share it.
-        if not _solr_answers(SOLR_STANDIN_PORT):
-            raise pytest.UsageError(
-                f"port {SOLR_STANDIN_PORT} is taken by something that is not "
-                "the Solr stand-in; test.ini's solr_url needs it")
+        # Another test run on this machine holds the port, and may end before
+        # this one: serve our own on a free port and point CKAN at it through
+        # CKAN's own environment override of solr_url.
+        _solr_standin = solr_standin.start_in_thread(0)
+        port = _solr_standin.server_address[1]
+        os.environ["CKAN_SOLR_URL"] = f"http://127.0.0.1:{port}/solr/ckan"
 
 
 def pytest_unconfigure(config):
@@ -61,3 +52,78 @@ def pytest_unconfigure(config):
         _solr_standin.shutdown()
         _solr_standin.server_close()
         _solr_standin = None
+
+
+# --------------------------------------------------------------------------
+# Bridge / hub: a real JupyterHub with the bridge, started once per run on
+# the ports test.ini names, and the end-to-end portal (a real CKAN server).
+
+# dev/ holds the stack launcher and the test helpers (not installed)
+sys.path.insert(0, str(ROOT / "dev"))
+from stack import Stack  # noqa: E402
+from testing import Bridge  # noqa: E402
+
+TEST_TOKEN = "test-bridge-token"
+# runtime settings every test starts from
+TEST_SETTINGS = {
+    "timeout": 1200, "idle_timeout": 0, "max_guests": 10, "max_sessions": 20,
+    "max_sessions_per_user": 3, "guest_access": True, "guest_rate_limit": 1000,
+    "cpu_percent": 50, "memory_limit": "1G", "pool_size": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def hub_stack():
+    """JupyterHub + bridge on 127.0.0.1:8050 / :6050 (as test.ini says), with
+    the local spawner. Stopped, with every session server, at the end."""
+    stack = Stack(
+        directory=ROOT / ".test-stack",
+        ckan_port=5050, hub_port=8050, bridge_port=6050, solr_port=SOLR_STANDIN_PORT,
+        hub_api_port=8051, proxy_api_port=8052, ckan_db="ckan_e2e", redis_db="2",
+        api_token=TEST_TOKEN,
+        extra_env={"CKAN_JUPYTERHUB_GUEST_RATE": "1000"},
+    )
+    stack.stop()
+    import shutil
+
+    shutil.rmtree(stack.directory, ignore_errors=True)
+    stack.prepare()
+    stack.start_hub(JUPYTERNOTEBOOK_REAPER_INTERVAL="1")
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def bridge(hub_stack):
+    """The bridge's API; every session is ended and the runtime settings
+    are reset after the test."""
+    client = Bridge(hub_stack.bridge_url, TEST_TOKEN)
+    client.put_settings(**TEST_SETTINGS)
+    yield client
+    try:
+        client.end_all()
+        client.put_settings(**TEST_SETTINGS)
+    except Exception:
+        pass  # a test may have stopped the hub; hub_stack restarts it
+
+
+# --------------------------------------------------------------------------
+# CKAN side: fixtures
+
+
+@pytest.fixture
+def clean_db(reset_db, migrate_db_for):
+    """CKAN's clean_db, plus the activity plugin's tables (test.ini enables
+    it). The first reset of a run drops every table and recreates only
+    CKAN core's; ckanext/activity's own tests do the same."""
+    import ckan.plugins as plugins
+
+    reset_db()
+    if plugins.plugin_loaded("activity"):
+        migrate_db_for("activity")
+    else:
+        plugins.load("activity")
+        try:
+            migrate_db_for("activity")
+        finally:
+            plugins.unload("activity")

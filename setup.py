@@ -33,6 +33,7 @@ setup(
             "jupyterlab>=4.2,<5",
             "SQLAlchemy>=2.0,<2.1",
             "tornado>=6.4,<7",
+            "urllib3>=2.3,<3",
             "dockerspawner>=14,<15",
             "docker>=7,<8",
         ],

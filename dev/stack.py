@@ -1,6 +1,6 @@
 """Start and stop the development stack: the Solr stand-in, CKAN, and the hub
 with its bridge. ``make dev``, ``make dev-up`` and ``make dev-stop`` call it,
-and the end-to-end tests start a second stack with it on other ports.
+and the tests start the same pieces on other ports through ``Stack``.
 
     python dev/stack.py up      # start in the background, return once all answer
     python dev/stack.py run     # start, then stay in the foreground until Ctrl-C
@@ -9,7 +9,7 @@ and the end-to-end tests start a second stack with it on other ports.
 Ports, directories and the database come from the environment (STACK_DIR,
 CKAN_PORT, HUB_PORT, BRIDGE_PORT, SOLR_PORT, HUB_API_PORT, PROXY_API_PORT,
 CKAN_DB, REDIS_DB); the plugin's settings come from the CKAN_* variables of
-the settings table and are handed to CKAN and the hub alike.
+the settings table and reach CKAN and the hub alike.
 """
 
 from __future__ import annotations
@@ -26,123 +26,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-ENV = os.environ
-
-STACK_DIR = Path(ENV.get("STACK_DIR", ROOT / ".dev")).resolve()
-CKAN_PORT = int(ENV.get("CKAN_PORT", "5000"))
-HUB_PORT = int(ENV.get("HUB_PORT", "8000"))
-BRIDGE_PORT = int(ENV.get("BRIDGE_PORT", "6000"))
-SOLR_PORT = int(ENV.get("SOLR_PORT", "8983"))
-HUB_API_PORT = int(ENV.get("HUB_API_PORT", "8081"))
-PROXY_API_PORT = int(ENV.get("PROXY_API_PORT", "8001"))
-CKAN_DB = ENV.get("CKAN_DB", "ckan_dev")
-REDIS_DB = ENV.get("REDIS_DB", "0")
-SESSION_USER = ENV.get("JUPYTERNOTEBOOK_SESSION_USER", "jupyter-session")
-STORAGE = STACK_DIR / "storage"
-
-CKAN_URL = f"http://127.0.0.1:{CKAN_PORT}"
-HUB_URL = f"http://127.0.0.1:{HUB_PORT}"
-BRIDGE_URL = f"http://127.0.0.1:{BRIDGE_PORT}"
-
-PROCS = ("solr", "ckan", "hub")
+PLUGIN_VARS = ("CKAN_JUPYTER", "CKAN_NETWORK", "CKAN_API_JUPYTERHUB", "CKAN_STORAGE_NOTEBOOK")
 
 
 def log(msg: str) -> None:
     print(f"[stack] {msg}", flush=True)
-
-
-def secret(name: str) -> str:
-    """A random secret made once per stack directory and kept (mode 0600)."""
-    path = STACK_DIR / f"{name}.secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-def prepare_dirs() -> None:
-    STACK_DIR.mkdir(parents=True, exist_ok=True)
-    # others may traverse (session homes live below) but not list; the
-    # files with secrets are 0600 on their own
-    STACK_DIR.chmod(0o711)
-    (STACK_DIR / "logs").mkdir(mode=0o700, exist_ok=True)
-    (STACK_DIR / "ckan-storage").mkdir(mode=0o700, exist_ok=True)
-    (STACK_DIR / "hub").mkdir(mode=0o700, exist_ok=True)
-    STORAGE.mkdir(mode=0o711, exist_ok=True)
-
-
-def ensure_session_user() -> None:
-    try:
-        pwd.getpwnam(SESSION_USER)
-    except KeyError:
-        log(f"creating the unprivileged system user {SESSION_USER}")
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", SESSION_USER],
-            check=True,
-        )
-
-
-def plugin_env() -> dict:
-    """The plugin's settings for this stack; the caller's environment wins."""
-    env = {
-        "CKAN_JUPYTERNOTEBOOK_URL": HUB_URL,
-        "CKAN_API_JUPYTERHUB": BRIDGE_URL,
-        "CKAN_JUPYTERHUB_API_TOKEN": secret("bridge_token"),
-        "CKAN_STORAGE_NOTEBOOK": str(STORAGE),
-    }
-    env.update({k: v for k, v in ENV.items() if k.startswith("CKAN_JUPYTER") or k in (
-        "CKAN_NETWORK", "CKAN_API_JUPYTERHUB", "CKAN_STORAGE_NOTEBOOK")})
-    return env
-
-
-def write_ckan_ini() -> Path:
-    ini = STACK_DIR / "ckan.ini"
-    template = string.Template((ROOT / "dev" / "ckan.ini.in").read_text())
-    ini.write_text(template.substitute(
-        CKAN_PORT=CKAN_PORT,
-        SITE_URL=CKAN_URL,
-        DB_URL=f"postgresql://ckan_default:pass@localhost/{CKAN_DB}",
-        SOLR_URL=f"http://127.0.0.1:{SOLR_PORT}/solr/ckan",
-        REDIS_URL=f"redis://localhost:6379/{REDIS_DB}",
-        STORAGE_PATH=str(STACK_DIR / "ckan-storage"),
-        SECRET=secret("ckan"),
-        BRIDGE_URL=BRIDGE_URL,
-        HUB_URL=HUB_URL,
-        API_TOKEN=secret("bridge_token"),
-    ))
-    ini.chmod(0o600)
-    return ini
-
-
-def pidfile(name: str) -> Path:
-    return STACK_DIR / f"{name}.pid"
-
-
-def running(name: str) -> int | None:
-    try:
-        pid = int(pidfile(name).read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def spawn(name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> None:
-    if running(name):
-        log(f"{name} is already running")
-        return
-    out = open(STACK_DIR / "logs" / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**ENV, **(env or {})}, cwd=str(cwd or ROOT), start_new_session=True,
-    )
-    pidfile(name).write_text(str(proc.pid))
-    log(f"started {name} (pid {proc.pid})")
 
 
 def answers(url: str, headers: dict | None = None) -> bool:
@@ -154,145 +47,313 @@ def answers(url: str, headers: dict | None = None) -> bool:
         return False
 
 
-def wait_for(what: str, url: str, headers: dict | None = None, timeout: float = 120) -> None:
+def wait_for(what: str, url: str, headers: dict | None = None, timeout: float = 120,
+             logs: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if answers(url, headers):
             return
-        time.sleep(0.3)
-    raise SystemExit(f"[stack] {what} did not answer at {url} within {timeout:.0f} s; "
-                     f"see {STACK_DIR / 'logs'}")
-
-
-def ckan(ini: Path, *args: str, capture: bool = False) -> str:
-    res = subprocess.run([str(VENV_BIN / "ckan"), "-c", str(ini), *args], check=True,
-                         capture_output=capture, text=True, env={**ENV, **plugin_env()})
-    return res.stdout if capture else ""
-
-
-def up() -> None:
-    prepare_dirs()
-    ensure_session_user()
-    ini = write_ckan_ini()
-    env = plugin_env()
-
-    spawn("solr", [sys.executable, str(ROOT / "dev" / "solr_standin.py"), "--port", str(SOLR_PORT)])
-    wait_for("the Solr stand-in", f"http://127.0.0.1:{SOLR_PORT}/solr/ckan/admin/ping?wt=json", timeout=30)
-
-    log("initialising the CKAN database")
-    ckan(ini, "db", "init")
-    seed_out = subprocess.run(
-        [sys.executable, str(ROOT / "dev" / "seed.py"), "--config", str(ini)],
-        check=True, capture_output=True, text=True, env={**ENV, **env},
-    ).stdout
-    seed = json.loads(seed_out.strip().splitlines()[-1])
-
-    hub_env = {
-        **env,
-        "JUPYTERNOTEBOOK_STATE_DIR": str(STACK_DIR / "hub"),
-        "JUPYTERNOTEBOOK_HUB_PORT": str(HUB_API_PORT),
-        "JUPYTERNOTEBOOK_PROXY_API_PORT": str(PROXY_API_PORT),
-        "JUPYTERNOTEBOOK_SESSION_USER": SESSION_USER,
-        "CKAN_SITE_URL": CKAN_URL,
-        "NODE_PATH": "/usr/share/nodejs",
-    }
-    spawn("hub", [str(VENV_BIN / "jupyterhub"), "-f",
-                  str(ROOT / "jupyterhub_service" / "jupyterhub_config.py")],
-          env=hub_env, cwd=STACK_DIR / "hub")
-    spawn("ckan", [str(VENV_BIN / "gunicorn"), "--workers", "1", "--threads", "16",
-                   "--timeout", "300", "--bind", f"127.0.0.1:{CKAN_PORT}",
-                   "--chdir", str(ROOT / "dev"), "wsgi:application"],
-          env={**env, "CKAN_INI": str(ini)})
-
-    wait_for("CKAN", f"{CKAN_URL}/api/3/action/status_show")
-    wait_for("the hub", f"{HUB_URL}/hub/health")
-    token = env["CKAN_JUPYTERHUB_API_TOKEN"]
-    wait_for("the bridge", f"{BRIDGE_URL}/api/health", {"Authorization": f"Bearer {token}"})
-
-    creds = STACK_DIR / "credentials.env"
-    creds.write_text("".join(f"{k}={v}\n" for k, v in {
-        "CKAN_URL": CKAN_URL,
-        "HUB_URL": HUB_URL,
-        "BRIDGE_URL": BRIDGE_URL,
-        "CKAN_SYSADMIN": seed["sysadmin"],
-        "CKAN_SYSADMIN_PASSWORD": seed["password"],
-        "CKAN_API_TOKEN": seed["api_token"],
-        "CKAN_JUPYTERHUB_API_TOKEN": token,
-        "DEMO_DATASET": seed["dataset"],
-    }.items()))
-    creds.chmod(0o600)
-    log(f"CKAN {CKAN_URL}  hub {HUB_URL}  bridge {BRIDGE_URL}")
-    log(f"demo dataset {CKAN_URL}/dataset/{seed['dataset']}; credentials in {creds}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f} s; see {logs}")
 
 
 def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except OSError:
-        pass
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, sig)
+        except OSError:
+            pass
 
 
-def stop() -> None:
-    for name in ("ckan", "hub", "solr"):
-        pid = running(name)
+@dataclass
+class Stack:
+    directory: Path
+    ckan_port: int = 5000
+    hub_port: int = 8000
+    bridge_port: int = 6000
+    solr_port: int = 8983
+    hub_api_port: int = 8081
+    proxy_api_port: int = 8001
+    ckan_db: str = "ckan_dev"
+    redis_db: str = "0"
+    session_user: str = "jupyter-session"
+    api_token: str | None = None
+    extra_env: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.directory = Path(self.directory).resolve()
+
+    @classmethod
+    def from_environment(cls) -> "Stack":
+        e = os.environ
+        return cls(
+            directory=Path(e.get("STACK_DIR", ROOT / ".dev")),
+            ckan_port=int(e.get("CKAN_PORT", "5000")),
+            hub_port=int(e.get("HUB_PORT", "8000")),
+            bridge_port=int(e.get("BRIDGE_PORT", "6000")),
+            solr_port=int(e.get("SOLR_PORT", "8983")),
+            hub_api_port=int(e.get("HUB_API_PORT", "8081")),
+            proxy_api_port=int(e.get("PROXY_API_PORT", "8001")),
+            ckan_db=e.get("CKAN_DB", "ckan_dev"),
+            redis_db=e.get("REDIS_DB", "0"),
+            session_user=e.get("JUPYTERNOTEBOOK_SESSION_USER", "jupyter-session"),
+            extra_env={k: v for k, v in e.items() if k.startswith(PLUGIN_VARS)},
+        )
+
+    # -- places -------------------------------------------------------------
+
+    @property
+    def ckan_url(self) -> str:
+        return f"http://127.0.0.1:{self.ckan_port}"
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://127.0.0.1:{self.bridge_port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.directory / "storage"
+
+    @property
+    def hub_state(self) -> Path:
+        return self.directory / "hub"
+
+    @property
+    def logs(self) -> Path:
+        return self.directory / "logs"
+
+    @property
+    def ini(self) -> Path:
+        return self.directory / "ckan.ini"
+
+    def secret(self, name: str) -> str:
+        """A random secret made once per stack directory and kept (0600)."""
+        path = self.directory / f"{name}.secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    @property
+    def token(self) -> str:
+        return self.api_token or self.secret("bridge_token")
+
+    def prepare(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # others may traverse (session homes live below) but not list; files
+        # holding secrets are 0600 on their own
+        self.directory.chmod(0o711)
+        for d in (self.logs, self.directory / "ckan-storage", self.hub_state):
+            d.mkdir(mode=0o700, exist_ok=True)
+        self.storage.mkdir(mode=0o711, exist_ok=True)
+        try:
+            pwd.getpwnam(self.session_user)
+        except KeyError:
+            log(f"creating the unprivileged system user {self.session_user}")
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", self.session_user],
+                check=True,
+            )
+
+    def plugin_env(self) -> dict:
+        """The plugin's settings for this stack; the caller's values win."""
+        return {
+            "CKAN_JUPYTERNOTEBOOK_URL": self.hub_url,
+            "CKAN_API_JUPYTERHUB": self.bridge_url,
+            "CKAN_JUPYTERHUB_API_TOKEN": self.token,
+            "CKAN_STORAGE_NOTEBOOK": str(self.storage),
+            **self.extra_env,
+        }
+
+    # -- processes ----------------------------------------------------------
+
+    def pidfile(self, name: str) -> Path:
+        return self.directory / f"{name}.pid"
+
+    def running(self, name: str) -> int | None:
+        try:
+            pid = int(self.pidfile(name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def spawn(self, name: str, cmd: list[str], env: dict, cwd: Path | None = None) -> None:
+        if self.running(name):
+            return
+        out = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **env}, cwd=str(cwd or ROOT), start_new_session=True,
+        )
+        self.pidfile(name).write_text(str(proc.pid))
+
+    def start_solr(self) -> None:
+        self.spawn("solr", [sys.executable, str(ROOT / "dev" / "solr_standin.py"),
+                            "--port", str(self.solr_port)], {})
+        wait_for("the Solr stand-in",
+                 f"http://127.0.0.1:{self.solr_port}/solr/ckan/admin/ping?wt=json",
+                 timeout=30, logs=self.logs)
+
+    def write_ckan_ini(self) -> Path:
+        template = string.Template((ROOT / "dev" / "ckan.ini.in").read_text())
+        self.ini.write_text(template.substitute(
+            CKAN_PORT=self.ckan_port,
+            SITE_URL=self.ckan_url,
+            DB_URL=f"postgresql://ckan_default:pass@localhost/{self.ckan_db}",
+            SOLR_URL=f"http://127.0.0.1:{self.solr_port}/solr/ckan",
+            REDIS_URL=f"redis://localhost:6379/{self.redis_db}",
+            STORAGE_PATH=str(self.directory / "ckan-storage"),
+            SECRET=self.secret("ckan"),
+            BRIDGE_URL=self.bridge_url,
+            HUB_URL=self.hub_url,
+            API_TOKEN=self.token,
+        ))
+        self.ini.chmod(0o600)
+        return self.ini
+
+    def init_ckan(self) -> dict:
+        """Write ckan.ini, initialise the database and seed the demo; returns
+        the seed's answer (sysadmin, password, api_token, dataset)."""
+        self.write_ckan_ini()
+        env = {**os.environ, **self.plugin_env()}
+        subprocess.run([str(VENV_BIN / "ckan"), "-c", str(self.ini), "db", "init"],
+                       check=True, env=env, capture_output=True)
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "dev" / "seed.py"), "--config", str(self.ini)],
+            check=True, capture_output=True, text=True, env=env,
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def start_ckan(self) -> None:
+        self.spawn("ckan", [str(VENV_BIN / "gunicorn"), "--workers", "1", "--threads", "16",
+                            "--timeout", "300", "--bind", f"127.0.0.1:{self.ckan_port}",
+                            "--chdir", str(ROOT / "dev"), "wsgi:application"],
+                   {**self.plugin_env(), "CKAN_INI": str(self.ini)})
+        wait_for("CKAN", f"{self.ckan_url}/api/3/action/status_show", logs=self.logs)
+
+    def hub_env(self) -> dict:
+        return {
+            **self.plugin_env(),
+            "JUPYTERNOTEBOOK_STATE_DIR": str(self.hub_state),
+            "JUPYTERNOTEBOOK_HUB_PORT": str(self.hub_api_port),
+            "JUPYTERNOTEBOOK_PROXY_API_PORT": str(self.proxy_api_port),
+            "JUPYTERNOTEBOOK_SESSION_USER": self.session_user,
+            "NODE_PATH": "/usr/share/nodejs",
+        }
+
+    def start_hub(self, **env) -> None:
+        self.spawn("hub", [str(VENV_BIN / "jupyterhub"), "-f",
+                           str(ROOT / "jupyterhub_service" / "jupyterhub_config.py")],
+                   {**self.hub_env(), **env}, cwd=self.hub_state)
+        wait_for("the hub", f"{self.hub_url}/hub/health", logs=self.logs)
+        wait_for("the bridge", f"{self.bridge_url}/api/health",
+                 {"Authorization": f"Bearer {self.token}"}, logs=self.logs)
+
+    def stop_process(self, name: str) -> None:
+        pid = self.running(name)
         if pid:
-            log(f"stopping {name} (pid {pid})")
             _kill_group(pid, signal.SIGTERM)
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and running(name):
-                time.sleep(0.2)
+            while time.monotonic() < deadline and self.running(name):
+                time.sleep(0.1)
             _kill_group(pid, signal.SIGKILL)
-        pidfile(name).unlink(missing_ok=True)
-    # what the hub started in process groups of their own: the proxy, the
-    # bridge (both carry this stack's state dir in their environment) and
-    # the session servers (running in homes below this stack's storage)
-    marker = f"JUPYTERNOTEBOOK_STATE_DIR={STACK_DIR / 'hub'}".encode()
-    sessions = str(STORAGE / "sessions") + "/"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if marker in environ or cwd.startswith(sessions):
-            _kill_group(int(proc.name), signal.SIGKILL)
+        self.pidfile(name).unlink(missing_ok=True)
+
+    def stop_hub(self) -> None:
+        self.stop_process("hub")
+        self._kill_strays()
+
+    def _kill_strays(self) -> None:
+        """What the hub started in process groups of their own: the proxy
+        and the bridge (they carry this stack's state dir in their
+        environment) and session servers (running in homes of this stack)."""
+        marker = f"JUPYTERNOTEBOOK_STATE_DIR={self.hub_state}".encode()
+        sessions = str(self.storage / "sessions") + "/"
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
             try:
-                os.kill(int(proc.name), signal.SIGKILL)
+                environ = (proc / "environ").read_bytes().split(b"\0")
+                cwd = os.readlink(proc / "cwd")
             except OSError:
+                continue
+            if marker in environ or cwd.startswith(sessions):
+                _kill_group(int(proc.name), signal.SIGKILL)
+        if shutil.which("docker"):
+            try:
+                ids = subprocess.run(
+                    ["docker", "ps", "-aq", "--filter",
+                     f"label=ckanext-jupyternotebook.stack={self.hub_state}"],
+                    capture_output=True, text=True, timeout=20,
+                ).stdout.split()
+                if ids:
+                    subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True,
+                                   timeout=60)
+            except (OSError, subprocess.SubprocessError):
                 pass
-    _remove_session_containers()
-    log("stopped")
+
+    def stop(self) -> None:
+        for name in ("ckan", "hub", "solr"):
+            self.stop_process(name)
+        self._kill_strays()
+
+    # -- the dev stack ------------------------------------------------------
+
+    def up(self) -> None:
+        self.prepare()
+        self.start_solr()
+        log("initialising the CKAN database and the demo data")
+        seed = self.init_ckan()
+        self.start_hub(CKAN_SITE_URL=self.ckan_url)
+        self.start_ckan()
+        creds = self.directory / "credentials.env"
+        creds.write_text("".join(f"{k}={v}\n" for k, v in {
+            "CKAN_URL": self.ckan_url,
+            "HUB_URL": self.hub_url,
+            "BRIDGE_URL": self.bridge_url,
+            "CKAN_SYSADMIN": seed["sysadmin"],
+            "CKAN_SYSADMIN_PASSWORD": seed["password"],
+            "CKAN_API_TOKEN": seed["api_token"],
+            "CKAN_JUPYTERHUB_API_TOKEN": self.token,
+            "DEMO_DATASET": seed["dataset"],
+        }.items()))
+        creds.chmod(0o600)
+        log(f"CKAN {self.ckan_url}   hub {self.hub_url}   bridge {self.bridge_url}")
+        log(f"demo dataset: {self.ckan_url}/dataset/{seed['dataset']}")
+        log(f"sysadmin {seed['sysadmin']}; credentials in {creds}")
 
 
-def _remove_session_containers() -> None:
-    if not shutil.which("docker"):
+def main(argv: list[str]) -> None:
+    stack = Stack.from_environment()
+    command = argv[1] if len(argv) > 1 else "up"
+    if command == "stop":
+        stack.stop()
+        log("stopped")
         return
     try:
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=ckanext-jupyternotebook.stack={STACK_DIR}"],
-            capture_output=True, text=True, timeout=20,
-        ).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        pass
-
-
-def run() -> None:
-    up()
-    log("running; press Ctrl-C to stop")
-    try:
-        while all(running(n) for n in PROCS):
-            time.sleep(1)
-        log("a process of the stack exited; see the logs")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
+        stack.up()
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        log(f"failed: {e}")
+        stack.stop()
+        raise SystemExit(1)
+    if command == "run":
+        log("running; press Ctrl-C to stop")
+        try:
+            while all(stack.running(n) for n in ("solr", "ckan", "hub")):
+                time.sleep(1)
+            log(f"a process of the stack exited; see {stack.logs}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stack.stop()
+            log("stopped")
 
 
 if __name__ == "__main__":
-    command = sys.argv[1] if len(sys.argv) > 1 else "up"
-    {"up": up, "run": run, "stop": stop}[command]()
+    main(sys.argv)

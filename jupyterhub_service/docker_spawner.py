@@ -35,8 +35,11 @@ class SessionOptionsError(ValueError):
     """user_options that cannot describe a session."""
 
 
-class SessionContainerMixin:
-    """What both container spawners share: traitlets and user_options handling."""
+class SessionContainerMixin(DockerSpawner):
+    """What both container spawners share: traitlets and user_options handling.
+
+    A DockerSpawner subclass (not a plain mixin) so that traitlets sees its
+    traits; SessionSwarmSpawner puts it before SwarmSpawner in its MRO."""
 
     sessions_network = Unicode(
         DEFAULT_NETWORK,
@@ -177,12 +180,14 @@ class SessionContainerMixin:
         }
 
 
-class SessionDockerSpawner(SessionContainerMixin, DockerSpawner):
+class SessionDockerSpawner(SessionContainerMixin):
     """One container per session on the local Docker engine."""
 
-    # The revert: the container, its writable home and its anonymous volumes
-    # go when the server stops.
-    remove = True
+    @default("remove")
+    def _default_remove(self):
+        # The revert: the container, its writable home and its anonymous
+        # volumes go when the server stops.
+        return True
 
     async def start(self):
         self.apply_session_options()
@@ -230,11 +235,20 @@ class SessionDockerSpawner(SessionContainerMixin, DockerSpawner):
 class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
     """One swarm service per session.
 
-    Swarm services take neither ``security_opt`` nor a pids limit through
-    docker-py's types; the pids limit is added to the service's resource
-    limits (API 1.41+). ``no-new-privileges`` is not settable for services on
-    Docker 20.10; capabilities are still dropped.
+    The hub runs in a container on the same (attachable overlay) sessions
+    network and reaches each service by its name. Swarm services take neither
+    ``security_opt`` nor a pids limit through docker-py's types; the pids
+    limit is added to the service's resource limits (API 1.41+).
+    ``no-new-privileges`` cannot be set on services on Docker 20.10;
+    capabilities are still dropped.
     """
+
+    @default("extra_endpoint_spec")
+    def _default_extra_endpoint_spec(self):
+        # DNS round robin: the service name resolves to its one task's
+        # address. It does not need the IPVS virtual IPs of the routing mesh,
+        # which some kernels (this CI's among them) lack.
+        return {"mode": "dnsrr"} if self.use_internal_ip else {}
 
     async def start(self):
         self.apply_session_options()
@@ -275,7 +289,9 @@ def network_gateway(network: dict) -> str | None:
     return None
 
 
-def docker_spawner_config(c, settings, *, hub_in_container: bool | None = None):
+def docker_spawner_config(
+    c, settings, *, hub_in_container: bool | None = None, hub_host: str = ""
+):
     """Apply the docker/swarm spawner settings to a JupyterHub config ``c``.
 
     With the hub on the host (dev, tests), the hub's API binds to the
@@ -311,9 +327,10 @@ def docker_spawner_config(c, settings, *, hub_in_container: bool | None = None):
     try:
         net = ensure_sessions_network(client, network, swarm=swarm)
         if hub_in_container:
-            # sessions resolve the hub by its container name on the network
+            # sessions resolve the hub by its host name on the sessions
+            # network: give the hub container `hostname:` = its service name
             c.JupyterHub.hub_ip = "0.0.0.0"
-            c.JupyterHub.hub_connect_ip = os.uname().nodename
+            c.JupyterHub.hub_connect_ip = hub_host or os.uname().nodename
         elif swarm:
             # overlay networks are not routable from the host: the hub reaches
             # services through their published port, sessions reach the hub
@@ -321,7 +338,7 @@ def docker_spawner_config(c, settings, *, hub_in_container: bool | None = None):
             gateway = network_gateway(client.inspect_network("docker_gwbridge"))
             c.JupyterHub.hub_ip = gateway
             c.JupyterHub.hub_connect_ip = gateway
-            spawner_cfg.use_internal_ip = False
+            spawner_cfg.use_internal_ip = False  # needs the routing mesh
         else:
             gateway = network_gateway(net)
             c.JupyterHub.hub_ip = gateway

@@ -26,7 +26,8 @@ last_modified=None, metadata_modified=None, dataset_id=None)``
     hit (including a 304 revalidation).
 
 ``ResourceCache(root, *, max_bytes, max_resource_size, download_timeout,
-fetch_allowlist=(), concurrency=4)``
+fetch_allowlist=(), concurrency=4, ca_bundle=None)``
+    ``ca_bundle`` is a CA file for HTTPS (default: certifi's).
     ``await fetch_all(resources, *, dataset_id=None) -> list[Fetched]``
     never raises for one bad resource. ``evict(keep) -> int`` removes least
     recently used entries, never those whose key is in ``keep``, until the
@@ -77,6 +78,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import threading
 import time
 import unicodedata
@@ -341,8 +343,10 @@ class ResourceCache:
         download_timeout: float,
         fetch_allowlist: Iterable[str] = (),
         concurrency: int = 4,
+        ca_bundle: str | None = None,
     ) -> None:
         self.root = Path(root)
+        self.ca_bundle = ca_bundle or certifi.where()
         self.max_bytes = max_bytes
         self.max_resource_size = max_resource_size
         self.download_timeout = download_timeout
@@ -464,6 +468,8 @@ class ResourceCache:
             return self._download_into(spec, validators, tmp_path, transfer, deadline)
         except (_Cancelled, Urllib3Timeout, socket.timeout):
             raise FetchError(f"timed out after {_seconds(self.download_timeout)}") from None
+        except (urllib3.exceptions.SSLError, ssl.SSLError) as exc:
+            raise FetchError(f"TLS certificate check failed: {_describe(exc)}") from None
         except (Urllib3Error, OSError) as exc:
             if transfer.cancelled.is_set():
                 raise FetchError(f"timed out after {_seconds(self.download_timeout)}") from None
@@ -555,7 +561,7 @@ class ResourceCache:
                 pool = urllib3.HTTPSConnectionPool(
                     address, port, timeout=timeout, retries=False, maxsize=1,
                     server_hostname=host, assert_hostname=host,
-                    cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+                    cert_reqs="CERT_REQUIRED", ca_certs=self.ca_bundle,
                 )
             else:
                 pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
@@ -742,10 +748,10 @@ def populate_data_dir(fetched: list[Fetched], data_dir: Path, *, readme: bool = 
             if item.path is None or not item.filename:
                 failures.append((item, item.error or "not downloaded"))
                 continue
-            target = data_dir / item.filename
-            if target.parent != data_dir:
+            if not _is_safe_name(item.filename):
                 failures.append((item, "unsafe file name"))
                 continue
+            target = data_dir / item.filename
             target.unlink(missing_ok=True)
             try:
                 try:
@@ -764,6 +770,16 @@ def populate_data_dir(fetched: list[Fetched], data_dir: Path, *, readme: bool = 
             os.chmod(path, 0o444)
     finally:
         os.chmod(data_dir, 0o555)
+
+
+def _is_safe_name(name: str) -> bool:
+    return (
+        not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and name.lower() != README_NAME.lower()
+        and all(c.isprintable() for c in name)
+    )
 
 
 def _one_line(text: str) -> str:

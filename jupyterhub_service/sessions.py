@@ -338,7 +338,7 @@ class Sessions:
         """Download (or reuse) the dataset's files and lay out the session's
         home and data directory. Returns the spawner's user_options paths."""
         specs = [ResourceSpec.from_dict(r) for r in resources]
-        fetched = await self.cache.fetch_all(specs)
+        fetched = await self.cache.fetch_all(specs, dataset_id=dataset["id"])
         sdir = self.session_dir(rec_id)
         sdir.mkdir(mode=0o711, exist_ok=True)
         local = self.settings.spawner == "local"

@@ -15,6 +15,7 @@ Markdown cells; code cells hold file names as Python string literals.
 
 from __future__ import annotations
 
+import json
 import keyword
 import os
 import re
@@ -97,7 +98,7 @@ def _kind(f: dict) -> str:
 
 
 def _code(kind: str, path: str, var: str) -> str:
-    p = repr(path)
+    p = json.dumps(path, ensure_ascii=False)  # also a valid Python string literal
     if kind == "csv":
         return (
             f"try:\n    {var} = pd.read_csv({p})\n"

@@ -84,9 +84,7 @@ RUNTIME_EDITABLE: tuple[str, ...] = tuple(
     s.short for s in _SETTINGS if s.editable)
 
 # The values deployed through ckan.ini and the environment, as seen by the
-# last update_config. app_globals.reset() turns a falsy deployed value of a
-# runtime-editable key (guest_access = false, idle_timeout = 0) into "", so
-# `get` needs the real one to fall back on.
+# last update_config, before any admin-saved value is applied.
 _deployed: dict[str, Any] = {}
 
 
@@ -101,7 +99,20 @@ def apply_environment(config: CKANConfig,
     for setting in _SETTINGS:
         if setting.env and environ.get(setting.env, "").strip():
             config[setting.key] = environ[setting.env].strip()
+        if setting.editable:
+            # app_globals.reset() replaces a falsy value (0, False) of an
+            # editable key with "", which then fails validation; text such
+            # as "0" or "false" survives it.
+            config[setting.key] = _as_text(config.get(setting.key))
         _deployed[setting.short] = config.get(setting.key)
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return value
 
 
 def deployed(short: str) -> Any:

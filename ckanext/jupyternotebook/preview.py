@@ -205,17 +205,41 @@ def _strip_active_outputs(nb) -> None:
                         del bundle[mime]
 
 
-def render_notebook_body(nb) -> str:
-    """Notebook node → sanitized HTML fragment."""
+def _exporter():
     from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
-    _strip_active_outputs(nb)
-    exporter = HTMLExporter(
+    class PreviewExporter(HTMLExporter):
+        """HTMLExporter without its BeautifulSoup pass (alt texts, tabindex).
+
+        That pass is cosmetic, and soupsieve 4 cannot compile any selector
+        on Python 3.11.2 (Debian 12's), which broke every render.
+        """
+
+        def from_notebook_node(self, nb, resources=None, **kw):
+            langinfo = nb.metadata.get("language_info", {})
+            lexer = langinfo.get("pygments_lexer", langinfo.get("name"))
+            self.register_filter("highlight_code", Highlight2HTML(
+                pygments_lexer=lexer, parent=self))
+            resources = self._init_resources(resources)
+            self.register_filter("filter_data_type", WidgetsDataTypeFilter(
+                notebook_metadata=self._nb_metadata, parent=self,
+                resources=resources))
+            return TemplateExporter.from_notebook_node(self, nb, resources,
+                                                       **kw)
+
+    return PreviewExporter(
         template_name="basic",
-        exclude_input_prompt=False,
         embed_images=False,  # would read files from CKAN's disk
     )
-    body, _resources = exporter.from_notebook_node(nb)
+
+
+def render_notebook_body(nb) -> str:
+    """Notebook node → sanitized HTML fragment."""
+    _strip_active_outputs(nb)
+    body, _resources = _exporter().from_notebook_node(nb)
     return sanitize_html(body)
 
 

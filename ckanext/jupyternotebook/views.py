@@ -29,6 +29,17 @@ def _is_anonymous() -> bool:
     return not tk.current_user.is_authenticated
 
 
+def _protect_form() -> None:
+    """Check the form's CSRF token, for browsers (cookie logins).
+
+    CKAN exempts a view from CSRF for good once any request logged in with
+    an API token reaches it; checking here keeps browser posts protected.
+    """
+    if not tk.g.get("login_via_auth_header"):
+        from ckan.config.middleware.flask_app import csrf
+        csrf.protect()
+
+
 class LaunchView(MethodView):
     """Open a dataset (and optionally one of its notebooks) in Jupyter.
 
@@ -43,6 +54,7 @@ class LaunchView(MethodView):
         return tk.redirect_to("dataset.read", id=id)
 
     def post(self, id: str, resource_id: str | None = None):
+        _protect_form()
         data_dict = {"id": id}
         if resource_id:
             data_dict["resource_id"] = resource_id
@@ -125,6 +137,7 @@ def dashboard():
 
 
 def stop(session_id: str):
+    _protect_form()
     try:
         tk.get_action("jupyternotebook_session_delete")(
             _context(), {"id": session_id})

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import socket
+import ssl
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,7 @@ from jupyterhub_service.preload import (
     safe_filename,
 )
 
-from .fileserver import FileServer, Route
+from .fileserver import FileServer, Route, make_tls_files
 
 MiB = 1 << 20
 
@@ -177,7 +180,7 @@ def test_link_without_any_validator_is_downloaded_every_time(server, make_cache)
 
 
 def test_concurrent_fetches_of_one_resource_download_it_once(server, make_cache):
-    server.routes["/shared.csv"] = Route(b"z" * 5000, hold=__import__("threading").Event())
+    server.routes["/shared.csv"] = Route(b"z" * 5000, hold=threading.Event())
     cache = make_cache()
 
     async def scenario():
@@ -193,6 +196,25 @@ def test_concurrent_fetches_of_one_resource_download_it_once(server, make_cache)
     assert len(server.hits) == 1
     assert sorted(r.downloaded_bytes for r in results) == [0, 0, 0, 0, 5000]
     assert {r.path for r in results} == {results[0].path}
+
+
+def test_event_loop_keeps_running_while_a_download_is_in_flight(server, make_cache):
+    server.routes["/held.csv"] = Route(b"1\n", hold=threading.Event())
+    cache = make_cache()
+
+    async def scenario():
+        task = asyncio.create_task(cache.fetch_all([spec(server.url("/held.csv"), hash="h")]))
+        while not server.hits:
+            await asyncio.sleep(0.01)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        in_flight = not task.done()
+        server.routes["/held.csv"].hold.set()
+        return in_flight, await task
+
+    in_flight, [result] = asyncio.run(scenario())
+    assert in_flight
+    assert result.error is None
 
 
 def test_one_failing_resource_does_not_fail_the_others(server, make_cache):
@@ -322,6 +344,81 @@ def test_ckan_built_url_on_loopback_is_trusted(server, make_cache):
     server.routes["/jupyter/fetch/r1"] = Route(b"ok\n")
     [result] = fetch(make_cache(fetch_allowlist=[]), spec(server.url("/jupyter/fetch/r1?grant=x"), source="ckan", hash="h"))
     assert result.error is None
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Names that resolve to chosen addresses, counting every lookup."""
+    table: dict[str, str] = {}
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kw):
+        lookups.append(host)
+        if host in table:
+            family = socket.AF_INET6 if ":" in table[host] else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (table[host], port))]
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return table, lookups
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    ca, cert, key = make_tls_files(tmp_path, "files.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    s = FileServer(ssl_context=context).start()
+    s.ca = str(ca)
+    yield s
+    s.stop()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_host_name(tls_server, make_cache, fake_dns):
+    table, _ = fake_dns
+    table["files.test"] = "127.0.0.1"
+    tls_server.routes["/a.csv"] = Route(b"tls\n")
+    cache = make_cache(fetch_allowlist=["files.test"], ca_bundle=tls_server.ca)
+    [result] = fetch(cache, spec(f"https://files.test:{tls_server.port}/a.csv", hash="h"))
+    assert result.error is None
+    assert result.path.read_bytes() == b"tls\n"
+    assert tls_server.hits[0].headers["host"] == f"files.test:{tls_server.port}"
+
+
+def test_https_certificate_for_another_host_is_rejected(tls_server, make_cache, fake_dns):
+    table, _ = fake_dns
+    table["other.test"] = "127.0.0.1"
+    tls_server.routes["/a.csv"] = Route(b"tls\n")
+    cache = make_cache(fetch_allowlist=["other.test"], ca_bundle=tls_server.ca)
+    [result] = fetch(cache, spec(f"https://other.test:{tls_server.port}/a.csv", hash="h"))
+    assert result.path is None
+    assert result.error.startswith("TLS certificate check failed: ")
+    assert tls_server.hits == []
+
+
+def test_connection_goes_to_the_checked_address_without_a_second_lookup(make_cache, fake_dns, monkeypatch):
+    table, lookups = fake_dns
+    table["public.test"] = "93.184.215.14"
+    attempts = []
+
+    def refuse(address, *args, **kw):  # records the target, sends nothing
+        attempts.append(address)
+        raise ConnectionRefusedError("test: no traffic leaves the machine")
+
+    monkeypatch.setattr("urllib3.connection.connection.create_connection", refuse)
+    [result] = fetch(make_cache(fetch_allowlist=[]), spec("http://public.test/a.csv"))
+    assert lookups == ["public.test"]
+    assert attempts == [("93.184.215.14", 80)]
+    assert result.error.startswith("could not connect to public.test")
+
+
+def test_name_resolving_to_a_private_address_is_refused(make_cache, fake_dns, connections):
+    table, _ = fake_dns
+    table["intranet.test"] = "10.20.30.40"
+    [result] = fetch(make_cache(fetch_allowlist=[]), spec("http://intranet.test/a.csv"))
+    assert result.error == "refused: intranet.test resolves to a private address (10.20.30.40)"
+    assert connections == []
 
 
 @pytest.mark.parametrize(
@@ -479,6 +576,14 @@ def test_traversal_resource_name_stays_inside_the_data_dir(server, make_cache, t
     assert result.filename == "passwd"
     assert sorted(p.name for p in data.iterdir()) == ["README.md", "passwd"]
     assert not (tmp_path / "etc").exists()
+
+
+@pytest.mark.parametrize("filename", ["..", ".", "../escape.csv", ".hidden", "README.md", "a/b.csv"])
+def test_populate_data_dir_refuses_unsafe_file_names(filename, tmp_path):
+    populate_data_dir([_fake(tmp_path, "x.csv", filename=filename)], tmp_path / "home" / "data")
+    assert sorted(p.name for p in (tmp_path / "home" / "data").iterdir()) == ["README.md"]
+    assert "unsafe file name" in (tmp_path / "home" / "data" / "README.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["data"]
 
 
 def test_populate_data_dir_can_refill_an_existing_read_only_dir(tmp_path):

@@ -66,6 +66,18 @@ def singleuser_image(docker_client):
 
 
 @pytest.fixture(scope="session")
+def hub_image(docker_client):
+    image = "ckanext-jupyternotebook/hub:latest"
+    if not _image_exists(docker_client, image):
+        subprocess.run(
+            ["bash", str(REPO / "docker" / "build-images.sh"), "hub"],
+            check=True,
+            timeout=1800,
+        )
+    return image
+
+
+@pytest.fixture(scope="session")
 def helper_image(docker_client, singleuser_image):
     """A small image with python3 for stand-in service containers."""
     for name in ("python:3.11-slim-bookworm", BASE_IMAGE):

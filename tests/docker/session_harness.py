@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -39,13 +40,19 @@ class Hub:
     """A real JupyterHub process on the host, driven through its REST API."""
 
     def __init__(self, workdir: Path, spawner: str, sessions_network: str,
-                 backend_network: str, image: str):
+                 backend_network: str, image: str, hub_image: str | None = None):
+        """With ``hub_image``, the hub runs in a container of that image on
+        the sessions network (swarm's way); otherwise on the host."""
         self.workdir = workdir
+        self.hub_image = hub_image
+        self.container_name = f"jn-test-hub-{secrets.token_hex(3)}"
         self.spawner = spawner
         self.sessions_network = sessions_network
         self.port = free_port()
         self.token = secrets.token_hex(32)
         self.url = f"http://127.0.0.1:{self.port}"
+        in_container = hub_image is not None
+        bind_url = "http://0.0.0.0:8000" if in_container else self.url
         self.storage = workdir / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
         self.storage.chmod(0o755)
@@ -66,9 +73,12 @@ class Hub:
                 memory_limit="1G",
                 storage_root={str(self.storage)!r},
             )
-            docker_spawner_config(c, settings, hub_in_container=False)
+            docker_spawner_config(
+                c, settings, hub_in_container={in_container!r},
+                hub_host={self.container_name!r},
+            )
             c.JupyterHub.hub_port = {free_port()}
-            c.JupyterHub.bind_url = {self.url!r}
+            c.JupyterHub.bind_url = {bind_url!r}
             c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
             c.ConfigurableHTTPProxy.command = ["/usr/bin/configurable-http-proxy"]
             c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
@@ -91,25 +101,67 @@ class Hub:
         """))
         self.log_path = workdir / "jupyterhub.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],
-            cwd=workdir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        if in_container:
+            self._run_container(config)
+        else:
+            self._run_process(config)
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"token {self.token}"
         try:
-            wait_for(self._answers, 60, what="the hub to answer")
-        except TimeoutError:
+            wait_for(self._answers, 90, what="the hub to answer")
+        except (TimeoutError, AssertionError):
+            log = self.log()
             self.stop()
-            raise AssertionError("hub did not start:\n" + self.log())
+            raise AssertionError("hub did not start:\n" + log) from None
+
+    def _run_process(self, config: Path):
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],
+            cwd=workdir,
+            # Debian's configurable-http-proxy finds its modules there even
+            # under a newer Node.js than Debian's
+            env={**os.environ, "NODE_PATH": "/usr/share/nodejs"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def _run_container(self, config: Path):
+        # The repository's code is mounted over the image's copy, the Docker
+        # socket so that the hub can create services; the work dir at the
+        # same path, so that host paths in user_options mean the same there.
+        self.proc = None
+        subprocess.run(
+            ["docker", "run", "-d", "--name", self.container_name,
+             "--hostname", self.container_name,
+             "--network", self.sessions_network,
+             "-p", f"127.0.0.1:{self.port}:8000",
+             "-v", "/var/run/docker.sock:/var/run/docker.sock",
+             "-v", f"{REPO}:{REPO}:ro",
+             "-v", f"{self.workdir}:{self.workdir}",
+             "-e", f"PYTHONPATH={REPO}",
+             "-w", str(self.workdir),
+             self.hub_image, "jupyterhub", "-f", str(config)],
+            check=True, capture_output=True, timeout=120,
+        )
+
+    def running(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        out = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", self.container_name],
+            capture_output=True, text=True,
+        )
+        return out.stdout.strip() == "true"
 
     def log(self) -> str:
+        if self.proc is None:
+            out = subprocess.run(["docker", "logs", "--tail", "80", self.container_name],
+                                 capture_output=True, text=True)
+            return out.stdout + out.stderr
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def _answers(self):
-        if self.proc.poll() is not None:
+        if not self.running():
             raise AssertionError("hub exited:\n" + self.log())
         try:
             return self.http.get(f"{self.url}/hub/api/", timeout=5).ok
@@ -155,7 +207,12 @@ class Hub:
         return self.http.get(f"{self.url}/user/{user}/{server}/{path}", timeout=30)
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is None:
+            subprocess.run(["docker", "stop", "-t", "30", self.container_name],
+                           capture_output=True)
+            self._log.write(self.log().encode())
+            subprocess.run(["docker", "rm", "-f", self.container_name], capture_output=True)
+        elif self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(60)

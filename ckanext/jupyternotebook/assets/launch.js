@@ -7,7 +7,7 @@ this.ckan.module("jupyternotebook-launch", function ($) {
   return {
     options: {
       waiting: "Starting your notebook…",
-      elapsed: "Elapsed: %(seconds)s s",
+      elapsed: "Elapsed: {seconds} s",
       hint: ""
     },
 
@@ -54,7 +54,7 @@ this.ckan.module("jupyternotebook-launch", function ($) {
       var template = this.options.elapsed;
       var tick = function () {
         var seconds = Math.floor((Date.now() - start) / 1000);
-        elapsedEl.text(template.replace("%(seconds)s", seconds));
+        elapsedEl.text(template.replace("{seconds}", seconds));
       };
       tick();
       this.timer = window.setInterval(tick, 1000);

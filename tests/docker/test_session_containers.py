@@ -1,4 +1,5 @@
-"""SessionDockerSpawner against a real JupyterHub and the real Docker engine."""
+"""The session spawners (docker, and swarm on a single-node swarm) against a
+real JupyterHub and the real Docker engine."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from session_harness import (
     exec_in,
     make_session_dirs,
     put_file,
+    wait_for,
     tiny_wheel,
     user_options,
 )
@@ -17,31 +19,92 @@ pytestmark = pytest.mark.docker
 
 USER = "alice"
 SERVER = "sess1"
-CONTAINER = f"jupyter-{USER}--{SERVER}"
+NAME = f"jupyter-{USER}--{SERVER}"  # container (docker) or service (swarm)
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_client):
+    """A single-node swarm; left as found (``leave --force`` only if we made it)."""
+    state = docker_client.info()["Swarm"]["LocalNodeState"]
+    had_gwbridge = bool(docker_client.networks.list(names=["docker_gwbridge"]))
+    created = False
+    if state != "active":
+        try:
+            docker_client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+        except Exception as e:  # noqa: BLE001 - reported as a skip reason
+            pytest.skip(f"docker swarm init failed here: {e}")
+        created = True
+    yield
+    if created:
+        docker_client.swarm.leave(force=True)
+        if not had_gwbridge:
+            for n in docker_client.networks.list(names=["docker_gwbridge"]):
+                n.remove()
+
+
+@pytest.fixture(scope="module", params=["docker", "swarm"])
+def kind(request):
+    if request.param == "swarm":
+        request.getfixturevalue("swarm")
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def hub(docker_client, singleuser_image, backend_db, run_id, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("hub-docker")
+def hub(request, kind, docker_client, singleuser_image, backend_db, run_id, tmp_path_factory):
+    """The hub: on the host for docker; for swarm in a container on the
+    overlay sessions network, as the routing mesh is not needed that way."""
+    from jupyterhub_service.docker_spawner import ensure_sessions_network
+
+    workdir = tmp_path_factory.mktemp(f"hub-{kind}")
     workdir.chmod(0o755)
-    network = f"jn-test-sessions-{run_id}"
-    hub = Hub(workdir, "docker", network, backend_db["network"], singleuser_image)
-    yield hub
-    hub.stop()
-    for c in docker_client.containers.list(all=True, filters={"name": "jupyter-"}):
-        if c.name.startswith(f"jupyter-{USER}"):
-            c.remove(force=True)
+    network = f"jn-test-sessions-{kind}-{run_id}"
+    hub_image = None
+    if kind == "swarm":
+        hub_image = request.getfixturevalue("hub_image")
+        ensure_sessions_network(docker_client.api, network, swarm=True)
+    try:
+        hub = Hub(workdir, kind, network, backend_db["network"], singleuser_image, hub_image)
+        yield hub
+        hub.stop()
+    finally:
+        remove_leftovers(docker_client, network)
+
+
+def remove_leftovers(docker_client, network):
+    for svc in docker_client.services.list(filters={"name": NAME}) if swarm_active(docker_client) else []:
+        svc.remove()
+    for c in docker_client.containers.list(all=True, filters={"name": NAME}):
+        c.remove(force=True)
     for n in docker_client.networks.list(names=[network]):
         n.remove()
 
 
+def swarm_active(docker_client) -> bool:
+    return docker_client.info()["Swarm"]["LocalNodeState"] == "active"
+
+
+def session_container(docker_client, kind):
+    """The container of the running session (a swarm service's task container)."""
+    import docker
+
+    if kind == "docker":
+        try:
+            return docker_client.containers.get(NAME)
+        except docker.errors.NotFound:
+            return None
+    found = docker_client.containers.list(
+        all=True, filters={"label": f"com.docker.swarm.service.name={NAME}"}
+    )
+    return found[0] if found else None
+
+
 @pytest.fixture(scope="module")
-def session(hub, docker_client):
+def session(kind, hub, docker_client):
     """One running session with a CSV in ~/data; stopped at module end."""
     dirs = make_session_dirs(hub.storage, "s1", {"table.csv": "a,b\n1,2\n"})
     volumes_before = {v.name for v in docker_client.volumes.list()}
     hub.spawn(USER, SERVER, user_options(dirs))
-    container = docker_client.containers.get(CONTAINER)
+    container = session_container(docker_client, kind)
     yield {"container": container, "dirs": dirs, "volumes_before": volumes_before}
     if SERVER in hub.api("GET", f"/users/{USER}").json().get("servers", {}):
         hub.stop_server(USER, SERVER)
@@ -69,13 +132,15 @@ def test_inspect_shows_limits(session):
     assert host["PidsLimit"] == 256
 
 
-def test_inspect_shows_no_privileges(session):
+def test_inspect_shows_no_privileges(kind, session):
     attrs = session["container"].attrs
     host = attrs["HostConfig"]
     assert host["Privileged"] is False
     assert host["CapDrop"] == ["ALL"]
     assert not host["CapAdd"]
-    assert "no-new-privileges:true" in host["SecurityOpt"]
+    if kind == "docker":
+        # swarm services cannot set it on Docker 20.10 (see SessionSwarmSpawner)
+        assert "no-new-privileges:true" in host["SecurityOpt"]
     assert attrs["Config"]["User"] == "1000:100"
     mounts = [m["Source"] for m in attrs["Mounts"]]
     assert not any("docker.sock" in m for m in mounts)
@@ -112,9 +177,12 @@ def test_pip_install_of_a_local_wheel_works(session, tmp_path):
     assert code == 0 and out.strip() == "42", out
 
 
-def test_only_the_sessions_network_is_joined(hub, session):
-    networks = session["container"].attrs["NetworkSettings"]["Networks"]
-    assert list(networks) == [hub.sessions_network]
+def test_only_the_sessions_network_is_joined(kind, hub, session):
+    networks = set(session["container"].attrs["NetworkSettings"]["Networks"])
+    if kind == "swarm":
+        # the routing mesh publishes the server's port to the hub on the host
+        networks.discard("ingress")
+    assert networks == {hub.sessions_network}
 
 
 def test_backend_db_is_unreachable_but_hub_is_reachable(session, backend_db):
@@ -137,18 +205,18 @@ def test_backend_db_is_unreachable_but_hub_is_reachable(session, backend_db):
     assert out.split() == ["closed", "closed", "200"], out
 
 
-def test_stop_removes_container_and_volumes_and_next_spawn_is_clean(hub, session, docker_client):
-    import docker
-
+def test_stop_removes_container_and_volumes_and_next_spawn_is_clean(
+    kind, hub, session, docker_client
+):
     code, _ = exec_in(session["container"], "echo mine > ~/scratch.txt")
     assert code == 0
     hub.stop_server(USER, SERVER)
-    with pytest.raises(docker.errors.NotFound):
-        docker_client.containers.get(CONTAINER)
+    wait_for(lambda: session_container(docker_client, kind) is None, 60,
+             what="the session container to be removed")
     assert {v.name for v in docker_client.volumes.list()} <= session["volumes_before"]
 
     hub.spawn(USER, SERVER, user_options(session["dirs"], session_id="s2"))
-    container = docker_client.containers.get(CONTAINER)
+    container = session_container(docker_client, kind)
     assert container.id != session["container"].id
     code, out = exec_in(container, "ls ~")
     assert code == 0

@@ -1,0 +1,293 @@
+"""The notebook preview (issue 5): rendering, sanitizing, limits, the view."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ckan.tests import factories, helpers
+
+DATA = Path(__file__).parent / "data"
+DEMO_NOTEBOOK = Path(__file__).resolve().parents[3] / "dev" / "demo" / "explore.ipynb"
+
+
+def demo_notebook_bytes() -> bytes:
+    """The dev stack's demo notebook, or our own stand-in until it exists."""
+    if DEMO_NOTEBOOK.exists():
+        return DEMO_NOTEBOOK.read_bytes()
+    return (DATA / "demo.ipynb").read_bytes()
+
+
+def hostile_bytes() -> bytes:
+    return (DATA / "hostile.ipynb").read_bytes()
+
+
+def _render(raw: bytes, limit: int = 10 * 1024 * 1024) -> str:
+    from ckanext.jupyternotebook import preview
+    return preview.render_page(raw, "test", limit=limit)
+
+
+# --------------------------------------------------------------------------
+# rendering and sanitizing (no web request needed)
+
+
+def test_demo_notebook_renders_its_cells_and_outputs():
+    page = _render(demo_notebook_bytes())
+    nb = json.loads(demo_notebook_bytes())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            first_line = "".join(cell["source"]).splitlines()[0].lstrip("# ")
+            assert first_line.split()[0] in page
+    assert 'class="cell' in page
+
+
+def test_rendered_page_has_no_script_event_handler_or_active_url():
+    page = _render(hostile_bytes()).lower()
+    assert "<script" not in page
+    assert "onerror" not in page and "onload" not in page
+    assert "onmouseover" not in page
+    assert "javascript:" not in page
+    for tag in ("<iframe", "<object", "<embed", "<form", "<svg", "<button"):
+        assert tag not in page
+    assert "pwned-js-output" not in page  # application/javascript dropped
+
+
+def test_rendered_page_loads_nothing_from_the_network():
+    page = _render(hostile_bytes())
+    assert "http://127.0.0.1:9" not in page
+    assert 'src="x"' not in page
+    # images stay, inlined
+    demo = _render(demo_notebook_bytes())
+    assert 'src="data:image/png;base64,' in demo
+
+
+def test_sanitizer_keeps_ordinary_markdown_and_tables():
+    from ckanext.jupyternotebook import preview
+    html = preview.sanitize_html(
+        '<p><em>x</em> <a href="https://example.org/a">link</a> '
+        '<a href="#sec">anchor</a></p><table><tr><td colspan="2">1</td>'
+        '</tr></table>')
+    assert "<em>x</em>" in html
+    assert 'href="https://example.org/a"' in html
+    assert 'href="#sec"' in html
+    assert 'colspan="2"' in html
+
+
+def test_sanitizer_keeps_safe_styles_and_drops_url_styles():
+    from ckanext.jupyternotebook import preview
+    html = preview.sanitize_html(
+        '<span style="color: red; background-image: url(http://x/y)">a</span>')
+    assert "color" in html
+    assert "url(" not in html
+
+
+def test_malformed_json_raises_malformed_notebook():
+    from ckanext.jupyternotebook import preview
+    with pytest.raises(preview.MalformedNotebook):
+        preview.load_notebook(b'{"cells": [', limit=1000)
+
+
+def test_json_that_is_not_a_notebook_raises_invalid_notebook():
+    from ckanext.jupyternotebook import preview
+    with pytest.raises(preview.InvalidNotebook):
+        preview.load_notebook(b'{"hello": "world"}', limit=1000)
+    with pytest.raises(preview.InvalidNotebook):
+        preview.load_notebook(
+            b'{"nbformat": 4, "nbformat_minor": 5, "cells": "nope",'
+            b' "metadata": {}}', limit=1000)
+
+
+def test_notebook_over_the_size_limit_raises_too_large():
+    from ckanext.jupyternotebook import preview
+    with pytest.raises(preview.NotebookTooLarge):
+        preview.load_notebook(demo_notebook_bytes(), limit=100)
+
+
+@pytest.mark.ckan_config("ckanext.jupyternotebook.preview_max_size", "1234")
+def test_size_limit_comes_from_the_setting():
+    from ckanext.jupyternotebook import preview
+    assert preview.max_notebook_bytes() == 1234
+
+
+@pytest.mark.parametrize("resource,expected", [
+    ({"format": "ipynb"}, True),
+    ({"format": "Jupyter Notebook"}, True),
+    ({"format": "", "url": "http://x.org/a/analysis.IPYNB?raw=1"}, True),
+    ({"format": "", "name": "analysis.ipynb", "url": "http://x.org/a"}, True),
+    ({"format": "CSV", "url": "http://x.org/a.csv"}, False),
+    ({}, False),
+])
+def test_can_view_accepts_notebooks_by_format_or_file_name(resource, expected):
+    from ckanext.jupyternotebook import notebook_view
+    assert notebook_view.can_view({"resource": resource}) is expected
+
+
+def test_cache_returns_the_same_page_until_the_hash_changes():
+    from ckanext.jupyternotebook import preview
+    preview.cache.clear()
+    reads = []
+
+    def reader(resource):
+        reads.append(resource["hash"])
+        return demo_notebook_bytes()
+
+    resource = {"id": "r1", "hash": "h1", "name": "n", "url_type": "upload"}
+    first = preview.resource_preview(resource, reader)
+    second = preview.resource_preview(resource, reader)
+    assert first == second
+    assert reads == ["h1"]
+    preview.resource_preview(dict(resource, hash="h2"), reader)
+    assert reads == ["h1", "h2"]
+
+
+def test_cache_remembers_a_malformed_notebook_without_reading_again():
+    from ckanext.jupyternotebook import preview
+    preview.cache.clear()
+    reads = []
+
+    def reader(resource):
+        reads.append(1)
+        return b"not json"
+
+    resource = {"id": "r2", "last_modified": "2024-01-01T00:00:00",
+                "url_type": "upload"}
+    for _ in range(2):
+        with pytest.raises(preview.MalformedNotebook):
+            preview.resource_preview(resource, reader)
+    assert reads == [1]
+
+
+def test_link_resource_on_a_loopback_address_is_refused():
+    from ckanext.jupyternotebook import preview
+    with pytest.raises(preview.NotebookUnavailable):
+        preview.read_resource({"id": "x", "url": "http://127.0.0.1:9/a.ipynb",
+                               "url_type": ""}, limit=1000)
+
+
+# --------------------------------------------------------------------------
+# through CKAN
+
+
+def _sysadmin_name() -> str:
+    return factories.Sysadmin()["name"]
+
+
+def _notebook_resource(create_with_upload, data: bytes, name="analysis.ipynb",
+                       **extra):
+    extra.setdefault("owner_org", factories.Organization()["id"])
+    dataset = factories.Dataset(**extra)
+    resource = create_with_upload(data, name, package_id=dataset["id"],
+                                  name=name, url="analysis.ipynb",
+                                  context={"user": _sysadmin_name()})
+    return dataset, resource
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_new_ipynb_resource_gets_the_view_by_default(create_with_upload):
+    _dataset, resource = _notebook_resource(create_with_upload,
+                                            demo_notebook_bytes())
+    views = helpers.call_action("resource_view_list", id=resource["id"])
+    assert [v["view_type"] for v in views] == ["jupyter_notebook"]
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_csv_resource_gets_no_notebook_view(create_with_upload):
+    dataset = factories.Dataset(owner_org=factories.Organization()["id"])
+    resource = create_with_upload(b"a,b\n1,2\n", "t.csv",
+                                  package_id=dataset["id"], url="t.csv",
+                                  context={"user": _sysadmin_name()})
+    views = helpers.call_action("resource_view_list", id=resource["id"])
+    assert "jupyter_notebook" not in [v["view_type"] for v in views]
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_preview_url_serves_the_demo_notebook_sandboxed(app,
+                                                        create_with_upload):
+    dataset, resource = _notebook_resource(create_with_upload,
+                                           demo_notebook_bytes())
+    url = f"/dataset/{dataset['name']}/resource/{resource['id']}/jupyter/preview"
+    response = app.get(url)
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert csp.startswith("sandbox;")
+    assert "default-src 'none'" in csp and "img-src data:" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert 'class="cell' in response.body
+    assert "<script" not in response.body.lower()
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_resource_page_embeds_the_preview_in_a_sandboxed_iframe(
+        app, create_with_upload):
+    dataset, resource = _notebook_resource(create_with_upload,
+                                           demo_notebook_bytes())
+    body = app.get(f"/dataset/{dataset['name']}/resource/{resource['id']}").body
+    assert 'class="jupyternotebook-preview"' in body
+    assert 'sandbox=""' in body
+    assert "allow-same-origin" not in body
+    assert f"/resource/{resource['id']}/jupyter/preview" in body
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_resource_page_has_a_run_this_notebook_post_form_with_csrf(
+        app, create_with_upload):
+    dataset, resource = _notebook_resource(create_with_upload,
+                                           demo_notebook_bytes())
+    body = app.get(f"/dataset/{dataset['name']}/resource/{resource['id']}").body
+    action = f"/dataset/{dataset['name']}/resource/{resource['id']}/jupyter"
+    assert f'action="{action}"' in body
+    assert "Run this notebook" in body
+    form = body[body.index(f'action="{action}"'):]
+    form = form[:form.index("</form>")]
+    assert 'method="post"' in body[body.rindex("<form", 0, body.index(f'action="{action}"')):body.index(f'action="{action}"')]
+    assert "_csrf_token" in form
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_malformed_notebook_gives_a_friendly_message_in_the_view(
+        app, create_with_upload):
+    dataset, resource = _notebook_resource(create_with_upload,
+                                           b'{"cells": [ broken')
+    response = app.get(
+        f"/dataset/{dataset['name']}/resource/{resource['id']}")
+    assert response.status_code == 200
+    assert "jupyternotebook-preview-error" in response.body
+    assert "not a valid Jupyter notebook" in response.body
+    preview = app.get(f"/dataset/{dataset['name']}/resource/"
+                      f"{resource['id']}/jupyter/preview")
+    assert preview.status_code == 200
+    assert "not a valid Jupyter notebook" in preview.body
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.ckan_config("ckanext.jupyternotebook.preview_max_size", "500")
+def test_oversized_notebook_gives_a_friendly_message_in_the_view(
+        app, create_with_upload):
+    dataset, resource = _notebook_resource(create_with_upload,
+                                           demo_notebook_bytes())
+    response = app.get(
+        f"/dataset/{dataset['name']}/resource/{resource['id']}")
+    assert response.status_code == 200
+    assert "too large to preview" in response.body
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_preview_of_a_private_dataset_is_refused_to_anonymous(
+        app, create_with_upload):
+    dataset, resource = _notebook_resource(
+        create_with_upload, demo_notebook_bytes(), private=True)
+    response = app.get(f"/dataset/{dataset['id']}/resource/"
+                       f"{resource['id']}/jupyter/preview")
+    assert response.status_code in (403, 404)
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+def test_preview_of_a_resource_of_another_dataset_is_not_found(
+        app, create_with_upload):
+    _dataset, resource = _notebook_resource(create_with_upload,
+                                            demo_notebook_bytes())
+    other = factories.Dataset(owner_org=factories.Organization()["id"])
+    response = app.get(f"/dataset/{other['id']}/resource/"
+                       f"{resource['id']}/jupyter/preview")
+    assert response.status_code == 404
