@@ -38,20 +38,21 @@ base_image() {
     fi
 }
 
-# build NAME DOCKERFILE CONTEXT
+LOGS="$HERE/.build"
+mkdir -p "$LOGS"
+
+# build NAME DOCKERFILE CONTEXT  (run in the background; the log is in docker/.build/)
 build() {
     local name="$1" dockerfile="$2" context="$3" image="$PREFIX/$1:$TAG" t0
-    if [[ "$FORCE" != 1 ]] && have_image "$image"; then
-        echo "images: $image exists, skipping (FORCE=1 rebuilds)"
-        return
-    fi
-    [[ -n "${BASE:-}" ]] || BASE="$(base_image)"
-    echo "images: building $image FROM $BASE"
     t0=$SECONDS
-    docker build --pull=false -q \
-        --build-arg "BASE_IMAGE=$BASE" \
-        -f "$dockerfile" -t "$image" "$context" >/dev/null
-    echo "images: built $image in $((SECONDS - t0))s"
+    if docker build --pull=false --build-arg "BASE_IMAGE=$BASE" \
+            -f "$dockerfile" -t "$image" "$context" >"$LOGS/$name.log" 2>&1; then
+        echo "images: built $image in $((SECONDS - t0))s"
+    else
+        echo "images: building $image failed; the end of $LOGS/$name.log:" >&2
+        tail -40 "$LOGS/$name.log" >&2
+        return 1
+    fi
 }
 
 wanted=("$@")
@@ -62,15 +63,37 @@ if [[ ${#wanted[@]} -eq 0 ]]; then
 fi
 
 start=$SECONDS
+todo=()
 for name in "${wanted[@]}"; do
     case "$name" in
-        singleuser) build singleuser "$HERE/singleuser/Dockerfile" "$HERE/singleuser" ;;
-        hub)        build hub "$HERE/hub/Dockerfile" "$REPO" ;;
-        ckan)       build ckan "$HERE/ckan/Dockerfile" "$REPO" ;;
-        db)         build db "$HERE/db/Dockerfile" "$HERE/db" ;;
-        redis)      build redis "$HERE/redis/Dockerfile" "$HERE/redis" ;;
-        *) echo "images: unknown image $name" >&2; exit 2 ;;
+        singleuser|hub|ckan|db|redis) ;;
+        *) echo "images: unknown image $name (singleuser hub ckan db redis)" >&2; exit 2 ;;
     esac
+    if [[ "$FORCE" != 1 ]] && have_image "$PREFIX/$name:$TAG"; then
+        echo "images: $PREFIX/$name:$TAG exists, skipping (FORCE=1 rebuilds)"
+    else
+        todo+=("$name")
+    fi
 done
+
+if [[ ${#todo[@]} -gt 0 ]]; then
+    BASE="$(base_image)"
+    echo "images: building ${todo[*]} FROM $BASE"
+    # The builds wait mostly on downloads: run them side by side.
+    pids=()
+    for name in "${todo[@]}"; do
+        case "$name" in
+            singleuser) build singleuser "$HERE/singleuser/Dockerfile" "$HERE/singleuser" & ;;
+            hub)        build hub "$HERE/hub/Dockerfile" "$REPO" & ;;
+            ckan)       build ckan "$HERE/ckan/Dockerfile" "$REPO" & ;;
+            db)         build db "$HERE/db/Dockerfile" "$HERE/db" & ;;
+            redis)      build redis "$HERE/redis/Dockerfile" "$HERE/redis" & ;;
+        esac
+        pids+=($!)
+    done
+    failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [[ $failed == 0 ]] || { echo "images: some builds failed" >&2; exit 1; }
+fi
 echo "images: done in $((SECONDS - start))s"
 docker images --filter "reference=$PREFIX/*" --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}'

@@ -19,6 +19,7 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from . import __version__
 from .settings import Settings, hub_api_env, load
 from .hub_api import HubAPI, HubError, HubUnavailable
+from .pool import Pool
 from .sessions import BridgeError, Sessions
 from .store import Store
 
@@ -177,6 +178,12 @@ def main() -> None:
     hub = HubAPI(api_url, token)
     app = make_app(settings, store, hub)
     sessions = app.settings["sessions"]
+    sessions.pool = Pool(sessions)
+    if settings.spawner != "local":
+        from .docker_spawner import claim_hook
+
+        sessions.on_claim = claim_hook(settings)
+    IOLoop.current().add_callback(sessions.recover)
     app.listen(settings.bridge_port, address=settings.bridge_host, xheaders=True)
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
     PeriodicCallback(lambda: asyncio.ensure_future(reap_once(sessions)),

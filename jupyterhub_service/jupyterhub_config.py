@@ -41,11 +41,18 @@ c.JupyterHub.oauth_token_expires_in = max(s.timeout, 60)
 
 # -- roles: every spawn goes through the bridge's caps ----------------------
 c.JupyterHub.load_roles = [
-    # users may use their own servers (and tell them who they are), never
-    # start or stop one: no `servers` scope
+    # Users may use their own servers, never start or stop one (no
+    # `servers` scope). A server's own token holds at most its user's
+    # scopes, so the user keeps `users:activity!user`: without it servers
+    # cannot report activity and busy sessions would look idle.
     {
         "name": "user",
-        "scopes": ["access:servers!user", "read:users:name!user", "read:users:groups!user"],
+        "scopes": [
+            "access:servers!user",
+            "read:users:name!user",
+            "read:users:groups!user",
+            "users:activity!user",
+        ],
     },
     {
         "name": "bridge",

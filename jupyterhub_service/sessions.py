@@ -99,7 +99,10 @@ class Sessions:
             download_timeout=settings.download_timeout,
             fetch_allowlist=settings.allowlist,
         )
-        self.pool = None  # set by the bridge when a warm pool is configured
+        self.pool = None  # the warm pool (pool.Pool), set by the bridge
+        # called with (record, paths) when a pooled server is claimed, for
+        # spawners whose home is not the host directory (docker)
+        self.on_claim = None
 
     # -- settings -----------------------------------------------------------
 
@@ -262,14 +265,16 @@ class Sessions:
                 )
             now = utcnow()
             existing_hub_user = next((s.hub_user for s in mine if kind == "user"), None)
+            slot = self.pool.take() if (self.pool is not None and kind == "guest") else None
             rec = SessionRecord(
-                id=secrets.token_urlsafe(12),
+                id=slot.slot_dir if slot else secrets.token_urlsafe(12),
                 user_id=user_id,
                 user_kind=kind,
                 user_name=str(user.get("name") or ""),
                 client_ip=str(req.get("client_ip") or ""),
-                hub_user=existing_hub_user or hub_user_for(kind, user_id),
-                server_name=server_slug(ds["id"]),
+                hub_user=slot.hub_user if slot else (existing_hub_user or hub_user_for(kind, user_id)),
+                server_name=slot.server_name if slot else server_slug(ds["id"]),
+                from_pool=slot is not None,
                 dataset_id=ds["id"],
                 dataset_name=str(ds.get("name") or ""),
                 dataset_title=str(ds.get("title") or ""),
@@ -300,6 +305,8 @@ class Sessions:
             raise
         fut.set_result(None)
         self.in_flight.pop(rec.id, None)
+        if self.pool is not None:
+            self.pool.kick()
         return self._answer(rec, notebook_name, resources), True
 
     def _full(self, code, message, holders, limit) -> BridgeError:
@@ -332,6 +339,22 @@ class Sessions:
             return pw.pw_uid, pw.pw_gid
         except KeyError:
             return None
+
+    def prepare_slot(self, slot_id: str) -> dict:
+        """An empty session directory for a pool server: a home of its own
+        and an empty, read-only ~/data to be filled at claim."""
+        sdir = self.session_dir(slot_id)
+        sdir.mkdir(mode=0o711, exist_ok=True)
+        local = self.settings.spawner == "local"
+        home = sdir / "home"
+        home.mkdir(mode=0o700 if local else 0o755, exist_ok=True)
+        data_dir = home / "data" if local else sdir / "data"
+        data_dir.mkdir(exist_ok=True)
+        os.chmod(data_dir, 0o555)
+        ids = self._session_uid()
+        if ids and local:
+            os.chown(home, *ids)
+        return {"data_dir": str(data_dir), "home_dir": str(home), "home_seed_dir": str(home)}
 
     async def prepare_scratch(self, rec_id: str, dataset: dict, resources: list[dict],
                               notebook_resource_id: str | None) -> dict:
@@ -393,11 +416,14 @@ class Sessions:
             rec.id, cache_keys=paths["cache_keys"], notebooks=paths["notebooks"],
             open_path=paths["open_path"],
         )
-        if self.pool is not None and rec.user_kind == "guest":
-            claimed = await self.pool.claim(rec, paths)
-            if claimed:
-                self.store.update(rec.id, status="ready", from_pool=True, hub_user=claimed)
+        if rec.from_pool:
+            server = await self.hub.server(rec.hub_user, rec.server_name)
+            if server and server.get("ready"):
+                if self.on_claim is not None:
+                    await self.on_claim(rec, paths)
+                self.store.update(rec.id, status="ready")
                 return
+            log.warning("pool server %s/%s is gone; starting afresh", rec.hub_user, rec.server_name)
         options = {
             "session_id": rec.id,
             "dataset_id": rec.dataset_id,
@@ -482,19 +508,26 @@ class Sessions:
         return self.store.update(session_id, status="ended", ended_at=utcnow())
 
     async def _teardown(self, rec: SessionRecord) -> None:
+        others = [
+            s for s in self.store.sessions(hub_user=rec.hub_user, statuses=LIVE + ("stopping",))
+            if s.id != rec.id
+        ]
+        await self.teardown_server(rec.hub_user, rec.server_name, rec.id,
+                                   delete_user=rec.user_kind == "guest" or not others)
+        if self.pool is not None:
+            self.pool.kick()
+
+    async def teardown_server(self, hub_user: str, server_name: str, slot_id: str,
+                              delete_user: bool) -> None:
+        """Stop a server, delete its hub user if asked, remove its scratch."""
         try:
-            await self.hub.stop_server(rec.hub_user, rec.server_name, remove=True)
-            await self._wait_stopped(rec.hub_user, rec.server_name)
-            others = [
-                s for s in self.store.sessions(hub_user=rec.hub_user, statuses=LIVE)
-                if s.id != rec.id
-            ]
-            if rec.user_kind == "guest" or not others:
-                await self.hub.delete_user(rec.hub_user)
+            await self.hub.stop_server(hub_user, server_name, remove=True)
+            await self._wait_stopped(hub_user, server_name)
+            if delete_user:
+                await self.hub.delete_user(hub_user)
         except (HubUnavailable, HubError) as e:
-            log.warning("hub teardown of %s: %s", rec.id, e)
-        sdir = self.session_dir(rec.id)
-        await asyncio.get_running_loop().run_in_executor(None, _rmtree, sdir)
+            log.warning("hub teardown of %s/%s: %s", hub_user, server_name, e)
+        await asyncio.get_running_loop().run_in_executor(None, _rmtree, self.session_dir(slot_id))
 
     async def _wait_stopped(self, hub_user: str, server_name: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -503,6 +536,17 @@ class Sessions:
             if server is None or not (server.get("ready") or server.get("pending")):
                 return
             await asyncio.sleep(0.2)
+
+    async def recover(self) -> None:
+        """At start-up: launches that were in flight when the bridge stopped
+        cannot finish; end them. Pool servers are drained and refilled."""
+        for rec in self.store.sessions(statuses=("pending", "stopping")):
+            self.store.update(rec.id, status="error", message="interrupted by a restart")
+            await self._teardown(rec)
+            self.store.update(rec.id, status="ended", ended_at=utcnow())
+        if self.pool is not None:
+            await self.pool.drain()
+            self.pool.kick()
 
     # -- the clock ----------------------------------------------------------
 
@@ -527,6 +571,8 @@ class Sessions:
                     if (now - last).total_seconds() > idle:
                         await self.end(rec.id, "idle for too long")
         self.store.purge_ended(now - ENDED_KEPT)
+        if self.pool is not None:
+            self.pool.kick()
         keep = {k for s in self.store.sessions(statuses=LIVE) for k in (s.cache_keys or [])}
         await asyncio.get_running_loop().run_in_executor(None, self.cache.evict, keep)
 

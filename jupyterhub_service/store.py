@@ -90,6 +90,7 @@ class SessionRecord(Base):
             "status": self.status,
             "message": self.message,
             "limits": self.limits,
+            "from_pool": bool(self.from_pool),
             "started_at": iso(self.started_at),
             "expires_at": iso(self.expires_at),
             "ended_at": iso(self.ended_at),

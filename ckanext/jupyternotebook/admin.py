@@ -139,8 +139,8 @@ def push_settings():
     return tk.redirect_to("jupyternotebook_admin.index")
 
 
-blueprint.add_url_rule("/", view_func=index, endpoint="index",
-                       methods=["GET"], strict_slashes=False)
+blueprint.add_url_rule("", view_func=index, endpoint="index",
+                       methods=["GET"])
 blueprint.add_url_rule("/session/<session_id>/stop", view_func=stop,
                        endpoint="stop", methods=["POST"])
 blueprint.add_url_rule("/push-settings", view_func=push_settings,

@@ -117,7 +117,7 @@ class Hub:
     def _run_process(self, config: Path):
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],
-            cwd=workdir,
+            cwd=self.workdir,
             # Debian's configurable-http-proxy finds its modules there even
             # under a newer Node.js than Debian's
             env={**os.environ, "NODE_PATH": "/usr/share/nodejs"},

@@ -223,3 +223,20 @@ def test_stop_removes_container_and_volumes_and_next_spawn_is_clean(
     assert "scratch.txt" not in out.split()
     assert "start_here.ipynb" in out.split()
     hub.stop_server(USER, SERVER)
+
+
+def test_a_data_dir_outside_the_storage_root_is_refused(kind, hub, docker_client):
+    opts = user_options({"data_dir": "/etc", "home_seed_dir": str(hub.storage)})
+    hub.api("POST", "/users/mallory")
+    r = hub.api("POST", "/users/mallory/servers/evil", json=opts)
+    if r.status_code in (201, 202):
+        wait_for(
+            lambda: not hub.api("GET", "/users/mallory").json()["servers"].get("evil", {}).get("pending"),
+            60, what="the refused spawn to end",
+        )
+        server = hub.api("GET", "/users/mallory").json()["servers"].get("evil")
+        assert not (server and server.get("ready"))
+    else:
+        assert r.status_code >= 400
+    names = [c.name for c in docker_client.containers.list(all=True)]
+    assert not any(n.startswith("jupyter-mallory") for n in names)

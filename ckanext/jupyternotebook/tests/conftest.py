@@ -1,15 +1,24 @@
+"""Fixtures of the CKAN-side tests of the launch flow.
+
+``session_bridge`` is a small stub of the bridge API (sessions, capacity)
+for tests of CKAN's own behaviour; the real bridge and hub are exercised by
+the top-level ``bridge`` / ``hub_stack`` fixtures and the end-to-end tests.
+"""
 from __future__ import annotations
+
+import socket
 
 import pytest
 
-from .bridge_stub import BridgeStub
+from .session_bridge_stub import SessionBridgeStub
 
 
 @pytest.fixture
-def bridge(ckan_config, monkeypatch):
+def session_bridge(ckan_config, monkeypatch):
     """A stub bridge answering on a free port; CKAN is pointed at it."""
-    stub = BridgeStub(token=ckan_config["ckanext.jupyternotebook.api_token"],
-                      hub_url=ckan_config["ckanext.jupyternotebook.hub_url"])
+    stub = SessionBridgeStub(
+        token=ckan_config["ckanext.jupyternotebook.api_token"],
+        hub_url=ckan_config["ckanext.jupyternotebook.hub_url"])
     stub.start()
     monkeypatch.setitem(ckan_config, "ckanext.jupyternotebook.api_url",
                         stub.url)
@@ -20,7 +29,6 @@ def bridge(ckan_config, monkeypatch):
 @pytest.fixture
 def bridge_down(ckan_config, monkeypatch):
     """CKAN pointed at a port where nothing listens."""
-    import socket
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -34,6 +34,18 @@ def _auth(user):
     return {"Authorization": token}
 
 
+@pytest.fixture
+def create_with_upload(create_with_upload):
+    """CKAN's fixture, as a sysadmin: 2.12's file storage records an owner."""
+    sysadmin = factories.Sysadmin()
+
+    def factory(data, filename, **kwargs):
+        return create_with_upload(data, filename,
+                                  context={"user": sysadmin["name"]},
+                                  **kwargs)
+    return factory
+
+
 # --------------------------------------------------------------------------
 # fetch
 
@@ -162,35 +174,35 @@ class TestLaunch:
         assert response.headers["Location"].endswith(
             tk.url_for("dataset.read", id=dataset["name"]))
 
-    def test_a_guest_launch_answers_303_to_the_launch_url(self, app, bridge):
+    def test_a_guest_launch_answers_303_to_the_launch_url(self, app, session_bridge):
         dataset = factories.Dataset()
         response = _launch(app, dataset)
         assert response.status_code == 303
-        (session,) = bridge.sessions.values()
+        (session,) = session_bridge.sessions.values()
         assert response.headers["Location"] == session["launch_url"]
 
     def test_a_guest_launch_sends_a_random_guest_id_from_the_session(
-            self, app, bridge):
+            self, app, session_bridge):
         dataset = factories.Dataset()
         _launch(app, dataset)
         _launch(app, dataset)
-        first, second = [c["json"] for c in bridge.calls("POST",
+        first, second = [c["json"] for c in session_bridge.calls("POST",
                                                          "/api/sessions")]
         assert first["user"]["kind"] == "guest"
         assert len(first["user"]["id"]) >= 16
         # the same browser is the same guest
         assert second["user"]["id"] == first["user"]["id"]
 
-    def test_two_browsers_are_two_guests(self, app, bridge, make_app):
+    def test_two_browsers_are_two_guests(self, app, session_bridge, make_app):
         dataset = factories.Dataset()
         _launch(app, dataset)
         _launch(make_app(), dataset)
-        first, second = [c["json"] for c in bridge.calls("POST",
+        first, second = [c["json"] for c in session_bridge.calls("POST",
                                                          "/api/sessions")]
         assert first["user"]["id"] != second["user"]["id"]
 
     def test_the_session_request_describes_dataset_and_resources(
-            self, app, bridge, create_with_upload):
+            self, app, session_bridge, create_with_upload):
         dataset = factories.Dataset(title="Cities")
         upload = create_with_upload(CSV, "cities.csv",
                                     package_id=dataset["id"])
@@ -198,7 +210,7 @@ class TestLaunch:
                                   url="https://example.org/data.json",
                                   format="JSON")
         _launch(app, dataset)
-        (call,) = bridge.calls("POST", "/api/sessions")
+        (call,) = session_bridge.calls("POST", "/api/sessions")
         body = call["json"]
         assert call["headers"]["Authorization"] == "Bearer test-bridge-token"
         assert body["dataset"]["id"] == dataset["id"]
@@ -219,27 +231,27 @@ class TestLaunch:
             assert key in by_id[upload["id"]]
 
     def test_the_fetch_url_in_the_session_request_works(
-            self, app, bridge, create_with_upload):
+            self, app, session_bridge, create_with_upload):
         dataset = factories.Dataset()
         upload = create_with_upload(CSV, "cities.csv",
                                     package_id=dataset["id"])
         _launch(app, dataset)
-        (resource,) = bridge.calls("POST", "/api/sessions")[0]["json"][
+        (resource,) = session_bridge.calls("POST", "/api/sessions")[0]["json"][
             "resources"]
         parts = urlsplit(resource["fetch_url"])
         response = app.get(parts.path, query_string=parse_qs(parts.query))
         assert response.status_code == 200
         assert response.data == CSV
 
-    def test_a_logged_in_user_launches_as_a_user(self, app, bridge):
+    def test_a_logged_in_user_launches_as_a_user(self, app, session_bridge):
         user = factories.User()
         dataset = factories.Dataset()
         _launch(app, dataset, headers=_auth(user))
-        body = bridge.calls("POST", "/api/sessions")[0]["json"]
+        body = session_bridge.calls("POST", "/api/sessions")[0]["json"]
         assert body["user"] == {"kind": "user", "id": user["id"],
                                 "name": user["name"]}
 
-    def test_anonymous_cannot_launch_a_private_dataset(self, app, bridge):
+    def test_anonymous_cannot_launch_a_private_dataset(self, app, session_bridge):
         org = factories.Organization()
         dataset = factories.Dataset(private=True, owner_org=org["id"])
         token = _csrf(app, "/dataset/")
@@ -247,18 +259,18 @@ class TestLaunch:
             tk.url_for("jupyternotebook.launch", id=dataset["id"]),
             data={"_csrf_token": token}, follow_redirects=False)
         assert response.status_code in (403, 404)
-        assert not bridge.calls("POST", "/api/sessions")
+        assert not session_bridge.calls("POST", "/api/sessions")
 
-    def test_a_member_can_launch_a_private_dataset(self, app, bridge):
+    def test_a_member_can_launch_a_private_dataset(self, app, session_bridge):
         user = factories.User()
         org = factories.Organization(
             users=[{"name": user["name"], "capacity": "member"}])
         dataset = factories.Dataset(private=True, owner_org=org["id"])
         response = _launch(app, dataset, headers=_auth(user))
         assert response.status_code == 303
-        assert len(bridge.calls("POST", "/api/sessions")) == 1
+        assert len(session_bridge.calls("POST", "/api/sessions")) == 1
 
-    def test_a_non_member_cannot_launch_a_private_dataset(self, app, bridge):
+    def test_a_non_member_cannot_launch_a_private_dataset(self, app, session_bridge):
         user = factories.User()
         org = factories.Organization()
         dataset = factories.Dataset(private=True, owner_org=org["id"])
@@ -268,11 +280,11 @@ class TestLaunch:
             data={"_csrf_token": token}, headers=_auth(user),
             follow_redirects=False)
         assert response.status_code in (403, 404)
-        assert not bridge.calls("POST", "/api/sessions")
+        assert not session_bridge.calls("POST", "/api/sessions")
 
     @pytest.mark.ckan_config("ckanext.jupyternotebook.guest_access", "false")
     def test_a_guest_gets_a_login_prompt_when_guest_access_is_off(
-            self, app, bridge):
+            self, app, session_bridge):
         dataset = factories.Dataset()
         token = _csrf(app, "/dataset/")
         response = app.post(
@@ -280,25 +292,25 @@ class TestLaunch:
             data={"_csrf_token": token}, follow_redirects=False)
         assert response.status_code == 403
         assert "Log in" in response.body
-        assert not bridge.calls("POST", "/api/sessions")
+        assert not session_bridge.calls("POST", "/api/sessions")
 
-    def test_an_unknown_dataset_is_404(self, app, bridge):
+    def test_an_unknown_dataset_is_404(self, app, session_bridge):
         token = _csrf(app, "/dataset/")
         response = app.post(
             tk.url_for("jupyternotebook.launch", id="no-such-dataset"),
             data={"_csrf_token": token}, follow_redirects=False)
         assert response.status_code == 404
 
-    def test_a_post_without_csrf_token_is_refused(self, app, bridge):
+    def test_a_post_without_csrf_token_is_refused(self, app, session_bridge):
         dataset = factories.Dataset()
         response = app.post(
             tk.url_for("jupyternotebook.launch", id=dataset["name"]),
             follow_redirects=False)
         assert response.status_code in (400, 403)
-        assert not bridge.calls("POST", "/api/sessions")
+        assert not session_bridge.calls("POST", "/api/sessions")
 
-    def test_full_guest_capacity_gives_a_friendly_429_page(self, app, bridge):
-        bridge.respond("POST", "/api/sessions", 429, {
+    def test_full_guest_capacity_gives_a_friendly_429_page(self, app, session_bridge):
+        session_bridge.respond("POST", "/api/sessions", 429, {
             "error": "guest_capacity",
             "message": "All 2 guest sessions are in use",
             "retry_after": 300, "max": 2, "active": 2,
@@ -319,8 +331,8 @@ class TestLaunch:
         ("user_limit", "You have reached your session limit"),
         ("rate_limited", "Too many launches"),
     ])
-    def test_every_limit_gives_the_429_page(self, app, bridge, code, text):
-        bridge.respond("POST", "/api/sessions", 429, {
+    def test_every_limit_gives_the_429_page(self, app, session_bridge, code, text):
+        session_bridge.respond("POST", "/api/sessions", 429, {
             "error": code, "message": "no", "retry_after": 30})
         response = _launch(app, factories.Dataset())
         assert response.status_code == 429
@@ -332,14 +344,14 @@ class TestLaunch:
         assert "Notebooks are unavailable right now" in response.body
         assert "Traceback" not in response.body
 
-    def test_bridge_503_gives_the_503_page(self, app, bridge):
-        bridge.respond("POST", "/api/sessions", 503, {
+    def test_bridge_503_gives_the_503_page(self, app, session_bridge):
+        session_bridge.respond("POST", "/api/sessions", 503, {
             "error": "hub_unavailable", "message": "hub down"})
         response = _launch(app, factories.Dataset())
         assert response.status_code == 503
         assert "Notebooks are unavailable right now" in response.body
 
-    def test_a_notebook_launch_names_the_notebook(self, app, bridge,
+    def test_a_notebook_launch_names_the_notebook(self, app, session_bridge,
                                                   create_with_upload):
         dataset = factories.Dataset()
         notebook = create_with_upload(b"{}", "explore.ipynb",
@@ -350,7 +362,7 @@ class TestLaunch:
                        resource_id=notebook["id"]),
             data={"_csrf_token": token}, follow_redirects=False)
         assert response.status_code == 303
-        body = bridge.calls("POST", "/api/sessions")[0]["json"]
+        body = session_bridge.calls("POST", "/api/sessions")[0]["json"]
         assert body["notebook_resource_id"] == notebook["id"]
 
 
@@ -360,10 +372,10 @@ class TestLaunch:
 
 @pytest.mark.usefixtures("clean_db", "with_plugins")
 class TestDashboard:
-    def test_lists_only_the_users_own_sessions(self, app, bridge):
+    def test_lists_only_the_users_own_sessions(self, app, session_bridge):
         user = factories.User()
-        mine = bridge.add_session(user["id"], dataset_name="mine")
-        bridge.add_session("someone-else", dataset_name="theirs")
+        mine = session_bridge.add_session(user["id"], dataset_name="mine")
+        session_bridge.add_session("someone-else", dataset_name="theirs")
         page = app.get(tk.url_for("jupyternotebook.dashboard"),
                        headers=_auth(user))
         assert page.status_code == 200
@@ -372,23 +384,23 @@ class TestDashboard:
         assert tk.url_for("jupyternotebook.stop", session_id=mine["id"]) \
             in page.body
 
-    def test_a_sysadmin_sees_every_session(self, app, bridge):
+    def test_a_sysadmin_sees_every_session(self, app, session_bridge):
         sysadmin = factories.Sysadmin()
-        one = bridge.add_session("u1", dataset_name="one")
-        two = bridge.add_session("u2", dataset_name="two")
+        one = session_bridge.add_session("u1", dataset_name="one")
+        two = session_bridge.add_session("u2", dataset_name="two")
         page = app.get(tk.url_for("jupyternotebook.dashboard"),
                        headers=_auth(sysadmin))
         assert one["id"] in page.body and two["id"] in page.body
 
-    def test_anonymous_is_sent_to_log_in(self, app, bridge):
+    def test_anonymous_is_sent_to_log_in(self, app, session_bridge):
         response = app.get(tk.url_for("jupyternotebook.dashboard"),
                            follow_redirects=False)
         assert response.status_code == 302
         assert "/user/login" in response.headers["Location"]
 
-    def test_a_user_stops_their_own_session(self, app, bridge):
+    def test_a_user_stops_their_own_session(self, app, session_bridge):
         user = factories.User()
-        mine = bridge.add_session(user["id"])
+        mine = session_bridge.add_session(user["id"])
         token = _csrf(app, tk.url_for("jupyternotebook.dashboard"),
                       headers=_auth(user))
         response = app.post(
@@ -396,12 +408,12 @@ class TestDashboard:
             data={"_csrf_token": token}, headers=_auth(user),
             follow_redirects=False)
         assert response.status_code == 302
-        assert mine["id"] not in bridge.sessions
+        assert mine["id"] not in session_bridge.sessions
 
-    def test_a_user_cannot_stop_another_users_session(self, app, bridge):
+    def test_a_user_cannot_stop_another_users_session(self, app, session_bridge):
         user = factories.User()
-        bridge.add_session(user["id"])
-        theirs = bridge.add_session("someone-else")
+        session_bridge.add_session(user["id"])
+        theirs = session_bridge.add_session("someone-else")
         token = _csrf(app, tk.url_for("jupyternotebook.dashboard"),
                       headers=_auth(user))
         response = app.post(
@@ -409,11 +421,11 @@ class TestDashboard:
             data={"_csrf_token": token}, headers=_auth(user),
             follow_redirects=False)
         assert response.status_code == 403
-        assert theirs["id"] in bridge.sessions
+        assert theirs["id"] in session_bridge.sessions
 
-    def test_a_sysadmin_stops_anyones_session(self, app, bridge):
+    def test_a_sysadmin_stops_anyones_session(self, app, session_bridge):
         sysadmin = factories.Sysadmin()
-        theirs = bridge.add_session("someone-else")
+        theirs = session_bridge.add_session("someone-else")
         token = _csrf(app, tk.url_for("jupyternotebook.dashboard"),
                       headers=_auth(sysadmin))
         response = app.post(
@@ -421,4 +433,4 @@ class TestDashboard:
             data={"_csrf_token": token}, headers=_auth(sysadmin),
             follow_redirects=False)
         assert response.status_code == 302
-        assert theirs["id"] not in bridge.sessions
+        assert theirs["id"] not in session_bridge.sessions

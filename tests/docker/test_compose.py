@@ -1,0 +1,50 @@
+"""The compose files validate with the example environment."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    pytest.skip("neither docker-compose nor docker compose is installed")
+
+
+@pytest.mark.parametrize(
+    "files",
+    [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.local.yml"]],
+    ids=["production", "local"],
+)
+def test_compose_config_validates(files):
+    args = [a for f in files for a in ("-f", f)]
+    r = subprocess.run(
+        [*compose_command(), "--env-file", ".env.example", *args, "config", "-q"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_sessions_never_join_the_backend_network():
+    r = subprocess.run(
+        [*compose_command(), "--env-file", ".env.example", "config"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    import yaml
+
+    config = yaml.safe_load(r.stdout)
+    assert set(config["services"]["jupyterhub"]["networks"]) == {"backend", "sessions"}
+    for name in ("ckan", "db", "solr", "redis"):
+        assert set(config["services"][name]["networks"]) == {"backend"}
+    assert config["networks"]["backend"]["name"] == "ckan-backend"
+    assert config["networks"]["sessions"]["name"] == "jupyter-sessions"
