@@ -134,8 +134,11 @@ def dashboard():
         error = err
     except tk.NotAuthorized:
         return tk.abort(403, tk._("Not authorized to see these sessions"))
+    user_dict = tk.get_action("user_show")(_context(),
+                                           {"id": tk.current_user.id})
     return tk.render("jupyternotebook/dashboard.html", extra_vars={
         "sessions": sessions, "show_all": show_all, "error": error,
+        "user_dict": user_dict,
     })
 
 
