@@ -80,10 +80,10 @@ def fetch_hits(access_log: Path, offset: int) -> list[dict]:
     with open(access_log, "rb") as f:
         f.seek(offset)
         for line in f.read().decode(errors="replace").splitlines():
-            m = re.search(r'"GET (/jupyter/fetch/\S+) HTTP/[\d.]+" (\d+) (\d+) (\d+)$', line)
-            if m:
-                hits.append({"target": m.group(1), "status": int(m.group(2)),
-                             "bytes": int(m.group(3)), "seconds": int(m.group(4)) / 1e6})
+            parts = line.split()
+            if len(parts) == 6 and parts[5].startswith("/jupyter/fetch/"):
+                hits.append({"target": parts[5], "status": int(parts[1]),
+                             "bytes": int(parts[2]), "seconds": float(parts[3])})
     return hits
 
 
@@ -95,10 +95,13 @@ def size_of(path: Path) -> int:
 
 
 def process_start(hub_pid: int, user: str, server: str) -> float | None:
+    """When the server's process began, to the clock tick: psutil's
+    create_time rests on a boot time rounded to the second."""
     proc = session_servers(hub_pid).get(f"{user}/{server}")
     try:
-        return proc.create_time() if proc else None
-    except psutil.Error:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return proc.create_time() - psutil.boot_time() + (time.time() - uptime) if proc else None
+    except (psutil.Error, OSError):
         return None
 
 
@@ -223,6 +226,9 @@ class PortalBench:
     def cold(self) -> None:
         n = self.args.launches
         log(f"cold launches: {n} through CKAN and {n} bare hub spawns, interleaved")
+        user, options = new_bare_user(self.bare)  # warm-up, not counted
+        bare_launch(self.bare, user, options)
+        self.bare.remove(user)
         ours, bare, prof_ours, prof_bare = [], [], [], []
         for i in range(n):
             since = time.time()
@@ -269,11 +275,11 @@ class PortalBench:
         size = 3
         log(f"warm launches: pool_size {size}, {n} launches")
         self.bridge.put_settings(pool_size=size)
-        cap = wait_pool(self.bridge, 1, timeout=120)
+        cap = wait_pool(self.bridge, 1, timeout=90)
         if (cap.get("pool") or {}).get("ready", 0) < 1:
             self.results["warm"] = {"available": False,
                                     "note": "pool not available: no ready pool server within "
-                                            f"120 s of pool_size={size} (capacity: {cap.get('pool')})"}
+                                            f"90 s of pool_size={size} (capacity: {cap.get('pool')})"}
             log("  pool not available")
             self.bridge.put_settings(pool_size=0)
             return
@@ -321,7 +327,9 @@ class PortalBench:
         log(f"pool of {n}: filling")
         self.bridge.put_settings(pool_size=n)
         t0 = time.monotonic()
-        cap = wait_pool(self.bridge, n, timeout=300)
+        cap = wait_pool(self.bridge, 1, timeout=90)
+        if (cap.get("pool") or {}).get("ready", 0) >= 1:
+            cap = wait_pool(self.bridge, n, timeout=300)
         ready = (cap.get("pool") or {}).get("ready", 0)
         if ready < 1:
             out["pool"] = {"available": False, "note": f"pool not available (capacity: {cap.get('pool')})"}
@@ -562,6 +570,10 @@ def main(argv=None) -> int:
         log("interrupted; stopping everything")
         results["errors"].append("interrupted")
         code = 130
+    except Exception as e:
+        traceback.print_exc()
+        results["errors"].append(f"{type(e).__name__}: {e}")
+        code = 1
     finally:
         for st in stacks:
             try:

@@ -70,12 +70,9 @@ def portal_stack(max_upload_mb: int) -> BenchStack:
             "CKAN_JUPYTERHUB_POOL_SIZE": "0",
             # CKAN's own upload limit (ckan.max_resource_size), in MB
             "CKAN_MAX_UPLOAD_SIZE_MB": str(max_upload_mb),
-            # gunicorn's access log: the bytes CKAN served, and how long each
-            # response took to stream (µs)
-            "GUNICORN_CMD_ARGS": (
-                f"--access-logfile {access_log} "
-                "--access-logformat '%(t)s \"%(r)s\" %(s)s %(B)s %(D)s'"
-            ),
+            # every response CKAN sends: bytes and seconds to stream them
+            "GUNICORN_CMD_ARGS": f"-c {HERE / 'gunicorn_hooks.py'}",
+            "BENCH_CKAN_ACCESS_LOG": str(access_log),
         },
     )
 
@@ -193,10 +190,10 @@ class CKAN:
         self.http = requests.Session()
         self.http.headers["Authorization"] = token
 
-    def action(self, name: str, **data) -> dict:
-        r = self.http.post(f"{self.url}/api/3/action/{name}", json=data, timeout=60)
+    def action(self, action_name: str, **data) -> dict:
+        r = self.http.post(f"{self.url}/api/3/action/{action_name}", json=data, timeout=60)
         if r.status_code != 200:
-            raise RuntimeError(f"{name}: {r.status_code} {r.text[:300]}")
+            raise RuntimeError(f"{action_name}: {r.status_code} {r.text[:300]}")
         return r.json()["result"]
 
     def dataset_with_upload(self, name: str, org: str, path: Path, fmt: str = "CSV") -> dict:

@@ -4,8 +4,9 @@
 #   bash docker/build-images.sh [IMAGE...]     IMAGE: singleuser hub ckan db redis
 #
 # With no argument: singleuser, hub and ckan, plus the db and redis stand-ins
-# when the public postgres/redis images cannot be had. An image that already
-# exists is reused unless FORCE=1. The Dockerfiles build FROM the public
+# when the public postgres/redis images cannot be had. An image that exists
+# and was built from the same sources (a label holds their hash) is reused
+# unless FORCE=1. The Dockerfiles build FROM the public
 # python:3.11-slim-bookworm when it is present or can be pulled; otherwise
 # FROM a local base made by debootstrap + docker import (docker/base/).
 set -euo pipefail
@@ -38,6 +39,22 @@ base_image() {
     fi
 }
 
+# What each image is built from. Each build is also tagged src-<hash of its
+# sources>; an image without the current tag is rebuilt (the dependency layers
+# come from the build cache, so a code change rebuilds in seconds). A tag, not
+# a --label: the classic builder puts labels in every step, breaking the cache.
+sources() {
+    case "$1" in
+        singleuser|db|redis) echo "docker/$1" ;;
+        hub|ckan) echo "docker/$1 setup.py README.md ckanext jupyterhub_service" ;;
+    esac
+}
+source_hash() {
+    # shellcheck disable=SC2046
+    (cd "$REPO" && find $(sources "$1") -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+        ! -path '*/tests/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
 LOGS="$HERE/.build"
 mkdir -p "$LOGS"
 
@@ -47,6 +64,11 @@ build() {
     t0=$SECONDS
     if docker build --pull=false --build-arg "BASE_IMAGE=$BASE" \
             -f "$dockerfile" -t "$image" "$context" >"$LOGS/$name.log" 2>&1; then
+        local src_tag="src-$(source_hash "$name")" old
+        for old in $(docker images --format '{{.Tag}}' "$PREFIX/$name" | grep '^src-' || true); do
+            [[ "$old" == "$src_tag" ]] || docker rmi "$PREFIX/$name:$old" >/dev/null
+        done
+        docker tag "$image" "$PREFIX/$name:$src_tag"
         echo "images: built $image in $((SECONDS - t0))s"
     else
         echo "images: building $image failed; the end of $LOGS/$name.log:" >&2
@@ -69,8 +91,9 @@ for name in "${wanted[@]}"; do
         singleuser|hub|ckan|db|redis) ;;
         *) echo "images: unknown image $name (singleuser hub ckan db redis)" >&2; exit 2 ;;
     esac
-    if [[ "$FORCE" != 1 ]] && have_image "$PREFIX/$name:$TAG"; then
-        echo "images: $PREFIX/$name:$TAG exists, skipping (FORCE=1 rebuilds)"
+    if [[ "$FORCE" != 1 ]] && have_image "$PREFIX/$name:$TAG" \
+            && have_image "$PREFIX/$name:src-$(source_hash "$name")"; then
+        echo "images: $PREFIX/$name:$TAG is up to date, skipping (FORCE=1 rebuilds)"
     else
         todo+=("$name")
     fi
@@ -96,4 +119,4 @@ if [[ ${#todo[@]} -gt 0 ]]; then
     [[ $failed == 0 ]] || { echo "images: some builds failed" >&2; exit 1; }
 fi
 echo "images: done in $((SECONDS - start))s"
-docker images --filter "reference=$PREFIX/*" --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}'
+docker images --filter "reference=$PREFIX/*:$TAG" --filter "reference=$LOCAL_BASE" --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}'

@@ -26,11 +26,11 @@ class BridgeError(tk.ValidationError):
 
     def __init__(self, message: str, code: str = "bridge_error",
                  status: int | None = None, body: dict | None = None):
+        super().__init__({"message": [message], "code": [code]})
         self.message = message
         self.code = code
         self.status = status
         self.body = body or {}
-        super().__init__({"message": [message], "code": [code]})
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -55,9 +55,9 @@ class NotFound(tk.ObjectNotFound):
     """The bridge does not know this session."""
 
     def __init__(self, message: str = ""):
+        super().__init__(message)
         self.message = message
         self.code = "not_found"
-        super().__init__(message)
 
 
 def _seconds_until(value: Any) -> int | None:

@@ -12,9 +12,11 @@ is saved (the admin form, the action API, our own action) in one place.
 
 When the bridge cannot be reached the values stay saved in CKAN, a pending
 flag is stored in ``system_info`` and the admin is told. ``resync`` (called
-before launches, capacity reads and on the admin pages) compares what the
-bridge reports with CKAN's values and pushes again whenever they differ, so
-a bridge that was down, or restarted with an empty database, catches up.
+before launches and capacity reads, on the admin pages and by ``ckan jupyter
+status``) pushes again when a push is pending, or when the bridge reports
+settings older than the ones CKAN last pushed (its ``updated_at`` is earlier,
+or missing: it lost its database). Settings the bridge got later from
+elsewhere (an operator's PUT, a test) are left alone rather than fought over.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: system_info key set while CKAN's values have not reached the bridge.
 PENDING_KEY = "ckanext.jupyternotebook.settings_push_pending"
+#: system_info key: the bridge's ``updated_at`` after CKAN's last push.
+PUSHED_AT_KEY = "ckanext.jupyternotebook.settings_pushed_at"
 
 #: Seconds between two "is the bridge still in sync?" checks per process.
 CHECK_INTERVAL = 60.0
@@ -210,44 +214,81 @@ def push(client=None) -> dict[str, Any]:
                     "will push again when it answers", err)
         raise
     _clear_pending()
+    if isinstance(answer, dict) and answer.get("updated_at"):
+        model.set_system_info(PUSHED_AT_KEY, str(answer["updated_at"]))
     _last_check = time.monotonic()
     log.info("pushed settings to the bridge: %s", values)
     return answer
 
 
+def _parse_time(value: Any):
+    import datetime as dt
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def bridge_is_behind(reported: dict[str, Any]) -> bool:
+    """The bridge holds settings older than CKAN's last push (or none)."""
+    pushed_at = _parse_time(model.get_system_info(PUSHED_AT_KEY))
+    if pushed_at is None:
+        return False  # never pushed: the bridge's deployed values stand
+    reported_at = _parse_time(reported.get("updated_at"))
+    return reported_at is None or reported_at < pushed_at
+
+
 def resync(client=None, force: bool = False) -> Optional[bool]:
-    """Push again if the bridge is behind. Never raises.
+    """Push again if a push is pending or the bridge is behind. Never raises.
 
-    Returns True when the bridge holds CKAN's values, False when it could not
-    be brought in sync (it is down, or refused them), None when the check was
-    skipped because one ran less than ``CHECK_INTERVAL`` ago.
+    Returns True when the bridge is up to date, False when it could not be
+    brought up to date (it is down, or refused the values), None when the
+    check was skipped because one ran less than ``CHECK_INTERVAL`` ago in
+    this process and nothing is pending.
     """
-    global _last_check
-    from .hub_client import BridgeError
-
     if not force and not is_pending() \
             and time.monotonic() - _last_check < CHECK_INTERVAL:
         return None
     if not _lock.acquire(blocking=False):
         return None  # another thread of this process is on it
     try:
-        client = _client(client)
-        try:
-            reported = client.get_settings()
-        except BridgeError as err:
-            log.info("bridge settings check failed: %s", err)
-            return False
-        if differences(reported):
-            try:
-                push(client)
-            except BridgeError:
-                return False
-        else:
-            _clear_pending()
-            _last_check = time.monotonic()
-        return True
+        return _resync(client)
+    except Exception:  # on the launch path: log, never break a launch
+        log.exception("checking the bridge's settings failed")
+        return False
     finally:
         _lock.release()
+
+
+def _resync(client) -> bool:
+    global _last_check
+    from .hub_client import BridgeError
+
+    client = _client(client)
+    if is_pending():
+        try:
+            push(client)
+        except BridgeError:
+            return False
+        return True
+    try:
+        reported = client.get_settings()
+    except BridgeError as err:
+        log.info("bridge settings check failed: %s", err)
+        return False
+    if bridge_is_behind(reported):
+        log.warning("the bridge reports settings older than CKAN's last "
+                    "push (updated_at %s); pushing again",
+                    reported.get("updated_at"))
+        try:
+            push(client)
+        except BridgeError:
+            return False
+    _last_check = time.monotonic()
+    return True
 
 
 # --------------------------------------------------------------------------

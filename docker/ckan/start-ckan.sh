@@ -17,5 +17,6 @@ ckan config-tool "$ini" \
 # sqlalchemy.url, solr_url and ckan.redis.url come from CKAN_SQLALCHEMY_URL,
 # CKAN_SOLR_URL and CKAN_REDIS_URL, which CKAN reads itself.
 ckan db init
+ckan db pending-migrations --apply
 exec gunicorn --bind 0.0.0.0:5000 --workers "${CKAN_WORKERS:-2}" --threads "${CKAN_THREADS:-8}" \
     --timeout 300 --access-logfile - wsgi:application

@@ -6,7 +6,7 @@ from typing import Any
 import ckan.plugins.toolkit as tk
 from ckan.types import Context, DataDict
 
-from .. import grants, hub_client, identity
+from .. import grants, hub_client, identity, runtime_settings
 from . import schema
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,11 @@ def jupyternotebook_session_create(context: Context,
                       if r.get("url_type") == "upload" or r.get("url")],
         "notebook_resource_id": notebook_id,
     }
-    session = hub_client.HubClient.from_config().create_session(request)
+    client = hub_client.HubClient.from_config()
+    # issue 5: settings saved while the bridge was down (or lost by it) go
+    # out before the launch they should govern; never raises
+    runtime_settings.resync(client)
+    session = client.create_session(request)
     log.info("jupyter session %s for %s on dataset %s",
              session.get("id"), request["user"]["kind"], dataset["name"])
     return session
@@ -129,7 +133,9 @@ def jupyternotebook_capacity_show(context: Context,
     :rtype: dictionary
     """
     tk.check_access("jupyternotebook_capacity_show", context, data_dict)
-    return hub_client.HubClient.from_config().capacity()
+    client = hub_client.HubClient.from_config()
+    runtime_settings.resync(client)  # issue 5, as in session_create
+    return client.capacity()
 
 
 def _fresh(context: Context) -> Context:

@@ -35,6 +35,9 @@ def jupyternotebook_session_create(context: Context,
 
 def jupyternotebook_session_list(context: Context,
                                  data_dict: DataDict) -> AuthResult:
+    if _is_guest(context):
+        return {"success": False,
+                "msg": tk._("Log in to see your notebook sessions")}
     # Only sysadmins (who skip auth functions) may list everybody's sessions.
     if tk.asbool(data_dict.get("all")):
         return {"success": False,

@@ -219,17 +219,45 @@ def test_settings_saved_while_the_bridge_was_down_are_pushed_when_it_is_back(
     assert not runtime_settings.is_pending()
 
 
-def test_resync_pushes_again_when_the_bridge_reports_other_settings(stub):
+def test_resync_pushes_again_when_the_bridge_lost_its_settings(stub):
     from ckanext.jupyternotebook import runtime_settings
     sysadmin = factories.Sysadmin()
     helpers.call_action("jupyternotebook_settings_update",
                         context={"user": sysadmin["name"]}, max_guests=6)
-    # the bridge lost its state (say, a fresh database after a restart)
+    # the bridge restarted with an empty database: its own defaults, no
+    # updated_at
     stub.settings["max_guests"] = 100
+    stub.updated_at = None
     puts_before = len(stub.puts)
     assert runtime_settings.resync(force=True) is True
     assert len(stub.puts) == puts_before + 1
     assert stub.settings["max_guests"] == 6
+
+
+def test_resync_pushes_again_when_the_bridge_reports_older_settings(stub):
+    from ckanext.jupyternotebook import runtime_settings
+    sysadmin = factories.Sysadmin()
+    helpers.call_action("jupyternotebook_settings_update",
+                        context={"user": sysadmin["name"]}, max_guests=6)
+    # the bridge's database was restored from a backup older than the push
+    stub.settings["max_guests"] = 3
+    stub.updated_at = "2023-06-01T00:00:00Z"
+    assert runtime_settings.resync(force=True) is True
+    assert stub.settings["max_guests"] == 6
+
+
+def test_resync_leaves_settings_the_bridge_got_later_alone(stub):
+    from ckanext.jupyternotebook import runtime_settings
+    sysadmin = factories.Sysadmin()
+    helpers.call_action("jupyternotebook_settings_update",
+                        context={"user": sysadmin["name"]}, max_guests=6)
+    # an operator PUT newer values straight to the bridge
+    stub.settings["max_guests"] = 50
+    stub.updated_at = "2999-01-01T00:00:00Z"
+    puts_before = len(stub.puts)
+    assert runtime_settings.resync(force=True) is True
+    assert len(stub.puts) == puts_before
+    assert stub.settings["max_guests"] == 50
 
 
 def test_resync_pushes_nothing_when_the_bridge_already_agrees(stub):

@@ -291,3 +291,17 @@ def test_preview_of_a_resource_of_another_dataset_is_not_found(
     response = app.get(f"/dataset/{other['id']}/resource/"
                        f"{resource['id']}/jupyter/preview")
     assert response.status_code == 404
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.parametrize("locale,text", [
+    ("ru", "Запустить этот блокнот"),
+    ("ko_KR", "이 노트북 실행"),
+    ("pt_BR", "Executar este notebook"),
+])
+def test_resource_view_is_translated(app, create_with_upload, locale, text):
+    dataset, resource = _notebook_resource(create_with_upload,
+                                           demo_notebook_bytes())
+    body = app.get(f"/{locale}/dataset/{dataset['name']}/resource/"
+                   f"{resource['id']}").body
+    assert text in body
