@@ -58,6 +58,9 @@ def pytest_unconfigure(config):
 # Bridge / hub: a real JupyterHub with the bridge, started once per run on
 # the ports test.ini names, and the end-to-end portal (a real CKAN server).
 
+import fcntl  # noqa: E402
+import shutil  # noqa: E402
+
 # dev/ holds the stack launcher and the test helpers (not installed)
 sys.path.insert(0, str(ROOT / "dev"))
 from stack import Stack  # noqa: E402
@@ -83,14 +86,21 @@ def hub_stack():
         api_token=TEST_TOKEN,
         extra_env={"CKAN_JUPYTERHUB_GUEST_RATE": "1000"},
     )
-    stack.stop()
-    import shutil
-
-    shutil.rmtree(stack.directory, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub(JUPYTERNOTEBOOK_REAPER_INTERVAL="1")
-    yield stack
-    stack.stop()
+    # one test stack per machine: a second test run waits here instead of
+    # stopping the first one's hub
+    lock = open(ROOT / ".test-stack.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        stack.stop()
+        for stale in ("storage", "hub", "logs"):
+            shutil.rmtree(stack.directory / stale, ignore_errors=True)
+        stack.prepare()
+        stack.start_hub(JUPYTERNOTEBOOK_REAPER_INTERVAL="1")
+        yield stack
+        stack.stop()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 @pytest.fixture

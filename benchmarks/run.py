@@ -223,17 +223,19 @@ class PortalBench:
             f"second {out['second']['bytes']} bytes")
 
     # 1. cold launches, ours and the bare hub's, interleaved
-    def cold(self) -> None:
-        n = self.args.launches
-        log(f"cold launches: {n} through CKAN and {n} bare hub spawns, interleaved")
-        user, options = new_bare_user(self.bare)  # warm-up, not counted
-        bare_launch(self.bare, user, options)
-        self.bare.remove(user)
-        ours, bare, prof_ours, prof_bare = [], [], [], []
+    def cold(self, n: int | None = None, bare: BareHub | None = None, key: str = "cold",
+             profile: bool = True) -> None:
+        n = n or self.args.launches
+        bare = bare or self.bare
+        log(f"{key} launches: {n} through CKAN and {n} bare hub spawns, interleaved")
+        user, options = new_bare_user(bare)  # warm-up, not counted
+        bare_launch(bare, user, options)
+        bare.remove(user)
+        ours, bares, prof_ours, prof_bare = [], [], [], []
         for i in range(n):
             since = time.time()
-            launch = self.launcher.launch("bench-small", kind="ckan-cold")
-            if launch.ok:
+            launch = self.launcher.launch("bench-small", kind=f"ckan-{key}")
+            if launch.ok and profile:
                 lines = launch_profile.read_log(self.stack.hub_log, since)
                 m = launch_profile.marks(lines, launch.hub_user, launch.server, launch.started,
                                          process_start(self.hub_pid, launch.hub_user,
@@ -244,40 +246,41 @@ class PortalBench:
             ours.append(launch)
             self.end({launch.hub_user})
 
-            user, options = new_bare_user(self.bare)
+            user, options = new_bare_user(bare)
             since = time.time()
-            b = bare_launch(self.bare, user, options)
-            if b.ok:
-                lines = launch_profile.read_log(self.bare.log_path, since)
+            b = bare_launch(bare, user, options)
+            if b.ok and profile:
+                lines = launch_profile.read_log(bare.log_path, since)
                 m = launch_profile.marks(lines, user, "s", b.started,
-                                         process_start(self.bare.proc.pid, user, "s"))
+                                         process_start(bare.proc.pid, user, "s"))
                 b.phases = launch_profile.bare_phases(m, b.ready, b.total)
                 prof_bare.append(b.phases)
-            bare.append(b)
-            self.bare.remove(user)
+            bares.append(b)
+            bare.remove(user)
             log(f"  {i + 1}/{n}: ours {_s(launch.total)} (303 at {_s(launch.ready)})"
                 f"{' ' + launch.error if launch.error else ''}; bare {_s(b.total)}"
                 f"{' ' + b.error if b.error else ''}")
-        self.results["cold"] = {
-            "ours": [x.as_dict() for x in ours], "bare": [x.as_dict() for x in bare],
+        self.results[key] = {
+            "ours": [x.as_dict() for x in ours], "bare": [x.as_dict() for x in bares],
             "ours_total": summary([x.total for x in ours if x.ok]),
             "ours_ready": summary([x.ready for x in ours if x.ok]),
-            "bare_total": summary([x.total for x in bare if x.ok]),
-            "bare_ready": summary([x.ready for x in bare if x.ok]),
-            "failures": {"ours": sum(not x.ok for x in ours), "bare": sum(not x.ok for x in bare)},
+            "bare_total": summary([x.total for x in bares if x.ok]),
+            "bare_ready": summary([x.ready for x in bares if x.ok]),
+            "failures": {"ours": sum(not x.ok for x in ours),
+                         "bare": sum(not x.ok for x in bares)},
             "profile_ours": launch_profile.median_phases(prof_ours) if prof_ours else {},
             "profile_bare": launch_profile.median_phases(prof_bare) if prof_bare else {},
         }
 
     # 1. warm launches, when the bridge has a pool
-    def warm(self) -> None:
-        n = self.args.launches
+    def warm(self, n: int | None = None, key: str = "warm") -> None:
+        n = n or self.args.launches
         size = 3
         log(f"warm launches: pool_size {size}, {n} launches")
         self.bridge.put_settings(pool_size=size)
         cap = wait_pool(self.bridge, 1, timeout=90)
         if (cap.get("pool") or {}).get("ready", 0) < 1:
-            self.results["warm"] = {"available": False,
+            self.results[key] = {"available": False,
                                     "note": "pool not available: no ready pool server within "
                                             f"90 s of pool_size={size} (capacity: {cap.get('pool')})"}
             log("  pool not available")
@@ -286,13 +289,13 @@ class PortalBench:
         runs = []
         for i in range(n):
             wait_pool(self.bridge, size, timeout=90)
-            launch = self.launcher.launch("bench-small", kind="ckan-warm")
+            launch = self.launcher.launch("bench-small", kind=f"ckan-{key}")
             runs.append(launch)
             self.end({launch.hub_user})
             log(f"  {i + 1}/{n}: {_s(launch.total)} (303 at {_s(launch.ready)})"
                 f"{' ' + launch.error if launch.error else ''}")
         self.bridge.put_settings(pool_size=0)
-        self.results["warm"] = {
+        self.results[key] = {
             "available": True, "pool_size": size, "runs": [x.as_dict() for x in runs],
             "total": summary([x.total for x in runs if x.ok]),
             "ready": summary([x.ready for x in runs if x.ok]),
@@ -347,6 +350,38 @@ class PortalBench:
         self.end()
         self.results["simultaneous"] = out
 
+    # the docker spawner: the same hub restarted with it, and a bare hub
+    def docker(self) -> None:
+        note = docker_unavailable()
+        if note:
+            self.results["docker"] = {"run": False, "note": note}
+            return
+        n = self.args.docker_launches
+        log("docker spawner: restarting the hub with CKAN_JUPYTERHUB_SPAWNER=docker")
+        st = self.stack
+        st.stop_hub()
+        st.start_hub(CKAN_SITE_URL=st.ckan_url, JUPYTERNOTEBOOK_REAPER_INTERVAL="5",
+                     CKAN_JUPYTERHUB_SPAWNER="docker")
+        self.bridge.put_settings(guest_rate_limit=0, max_guests=60, max_sessions=200,
+                                 pool_size=0)
+        bare = BareHub(spawner="docker", directory=BENCH_DIR / "bare-docker", port=8087,
+                       api_port=8088, proxy_api_port=8089)
+        bare.extra_env = {"CKAN_STORAGE_NOTEBOOK": str(bare.directory),
+                          "CKAN_JUPYTERHUB_SPAWNER": "docker"}
+        try:
+            bare.start()
+            self.cold(n=n, bare=bare, key="docker_cold", profile=False)
+            self.warm(n=n, key="docker_warm")
+            log("docker: memory of 3 idle sessions")
+            runs = [self.launcher.launch("bench-small", kind="ckan-docker-mem") for _ in range(3)]
+            time.sleep(5)
+            self.results["docker_memory"] = container_memory({r.hub_user for r in runs if r.ok})
+            self.end()
+        finally:
+            bare.stop()
+            remove_containers("bare-")
+        self.results["docker"] = {"run": True, "launches": n}
+
     # 3b. a 1 GiB resource: preload throughput against curl, RSS growth
     def big_preload(self) -> None:
         log("1 GiB resource: writing and uploading it to CKAN")
@@ -393,6 +428,47 @@ class PortalBench:
         else:
             out["curl"] = {"error": res.stderr.strip() or "no fetch logged"}
         self.results["big_preload"] = out
+
+
+def docker_unavailable() -> str:
+    """Why the docker spawner cannot be measured here ('' when it can)."""
+    if not shutil.which("docker") or subprocess.run(
+            ["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+        return "skipped: no Docker engine answers"
+    if subprocess.run(["docker", "image", "inspect", "ckanext-jupyternotebook/singleuser:latest"],
+                      capture_output=True, timeout=60).returncode != 0:
+        return "skipped: image ckanext-jupyternotebook/singleuser:latest is missing (make images)"
+    return ""
+
+
+def container_memory(hub_users: set[str]) -> dict:
+    """Memory of the session containers of these hub users (docker stats;
+    the cgroup's usage, page cache excluded)."""
+    rows = []
+    for user in hub_users:
+        ids = subprocess.run(["docker", "ps", "-q", "--filter",
+                              f"label=org.ckan.jupyternotebook.hub-user={user}"],
+                             capture_output=True, text=True, timeout=60).stdout.split()
+        for cid in ids:
+            out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}",
+                                  cid], capture_output=True, text=True, timeout=60).stdout
+            m = re.match(r"\s*([\d.]+)\s*([KMG]i?B)", out)
+            if m:
+                unit = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1024, "MB": 1,
+                        "GB": 1024}.get(m.group(2), 1)
+                rows.append({"server": user, "mem_mib": float(m.group(1)) * unit})
+    return {"containers": rows, "mem": summary([r["mem_mib"] for r in rows])}
+
+
+def remove_containers(user_prefix: str) -> None:
+    """Session containers left behind by a bare hub (labelled with their user)."""
+    out = subprocess.run(["docker", "ps", "-a", "--format",
+                          '{{.ID}} {{.Label "org.ckan.jupyternotebook.hub-user"}}'],
+                         capture_output=True, text=True, timeout=60).stdout
+    ids = [line.split()[0] for line in out.splitlines()
+           if len(line.split()) == 2 and line.split()[1].startswith(user_prefix)]
+    if ids:
+        subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, timeout=120)
 
 
 def wait_pool_empty(bridge: Bridge, timeout: float = 60) -> None:
@@ -447,23 +523,41 @@ def scale(args, results: dict, stacks: list) -> None:
             time.sleep(0.005)
         return time.perf_counter() - t0
 
-    log("  100 bare hub REST spawns of the no-op spawner")
-    bare = [bare_noop(i) for i in range(100)]
+    # Every 100 sessions, 20 launches one at a time are measured, with a bare
+    # hub spawn after every second; the other 80 only fill, 8 at a time.
+    log(f"  {args.sessions} sessions through the bridge; at every 100, 20 measured "
+        "one at a time and 10 bare hub REST spawns of the same spawner")
+    latencies, levels, bare, codes = [], [], [], {}
+    local = threading.local()
 
-    log(f"  {args.sessions} launches through the bridge, one at a time")
-    latencies, codes = [], {}
+    def fill(i):
+        if not hasattr(local, "bridge"):
+            local.bridge = Bridge(st.bridge_url, BRIDGE_TOKEN)
+        return local.bridge.launch(f"dataset-{i % 50}", kind="user", user_id=f"user{i}").status_code
+
     deadline = time.monotonic() + args.scale_budget
-    for i in range(args.sessions):
-        t0 = time.perf_counter()
-        r = bridge.launch(f"dataset-{i % 50}", kind="user", user_id=f"user{i}")
-        latencies.append(time.perf_counter() - t0)
-        codes[r.status_code] = codes.get(r.status_code, 0) + 1
-        if (i + 1) % 200 == 0:
-            log(f"    {i + 1} sessions, last 200: p50 "
-                f"{summary(latencies[-200:])['p50'] * 1000:.0f} ms")
-        if time.monotonic() > deadline:
-            log(f"    stopping at {i + 1} sessions: the time budget is spent")
-            break
+    i = 0
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while i < args.sessions:
+            level = i
+            for k in range(min(20, args.sessions - i)):
+                t0 = time.perf_counter()
+                r = bridge.launch(f"dataset-{i % 50}", kind="user", user_id=f"user{i}")
+                latencies.append(time.perf_counter() - t0)
+                levels.append(level)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                if k % 2 == 0:
+                    bare.append(bare_noop(i))
+                i += 1
+            upto = min(level + 100, args.sessions)
+            for code in pool.map(fill, range(i, upto)):
+                codes[code] = codes.get(code, 0) + 1
+            i = upto
+            log(f"    {i} sessions; measured at {level}: p50 "
+                f"{summary(latencies[-20:])['p50'] * 1000:.0f} ms")
+            if time.monotonic() > deadline:
+                log(f"    stopping at {i} sessions: the time budget is spent")
+                break
     live = len(bridge.sessions())
     rss1 = bproc.memory_info().rss if bproc else 0
 
@@ -481,15 +575,25 @@ def scale(args, results: dict, stacks: list) -> None:
     statuses, cap_elapsed = simultaneously(n_req, guest, fire)
     counts = {str(k): statuses.count(k) for k in sorted(set(statuses))}
     cap = bridge.call("GET", "/api/capacity").json()
-    users = hub.get(f"{hub_api}/users?limit=100000", timeout=60).json()
-    guest_servers = sum(len(u.get("servers") or {}) for u in users
-                        if u["name"].startswith("guest-"))
+    guest_servers, offset = 0, 0
+    while True:  # the hub pages its user list (at most 200 a page)
+        page = hub.get(f"{hub_api}/users", params={"offset": offset, "limit": 200},
+                       timeout=60).json()
+        guest_servers += sum(len(u.get("servers") or {}) for u in page
+                             if u["name"].startswith("guest-"))
+        if len(page) < 200:
+            break
+        offset += len(page)
     results["scale"] = {
-        "sessions_launched": len(latencies), "sessions_live": live, "status_codes": codes,
+        "sessions_launched": i, "sessions_measured": len(latencies), "sessions_live": live,
+        "status_codes": codes,
         "bridge_post": summary(latencies),
-        "bridge_post_first_100": summary(latencies[:100]),
-        "bridge_post_last_100": summary(latencies[-100:]),
+        "bridge_post_first_100": summary([x for x, lv in zip(latencies, levels) if lv < 100]),
+        "bridge_post_last_100": summary([x for x, lv in zip(latencies, levels)
+                                         if lv >= max(levels) - 99]),
+        "levels": levels,
         "bare_hub_spawn": summary(bare),
+        "overhead_p50": (summary(latencies)["p50"] or 0) - (summary(bare)["p50"] or 0),
         "bridge_rss_mib": {"before": rss0 / MiB, "after": rss1 / MiB},
         "latencies": latencies,
         "cap": {"max_guests": n_cap, "requests": n_req, "status_counts": counts,
@@ -498,9 +602,23 @@ def scale(args, results: dict, stacks: list) -> None:
                 "exact": counts.get("201", 0) == n_cap and counts.get("429", 0) == n_req - n_cap
                 and guest_servers == n_cap},
     }
+    if set(counts) - {"201", "429"}:
+        results["scale"]["cap"]["log_excerpt"] = _excerpt(st.hub_log, (" 500 ", "Traceback"))
     log(f"  cap: {counts}; hub guest servers {guest_servers}")
     st.stop()
-    shutil.rmtree(st.directory, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(st.directory, ignore_errors=True)
+
+
+def _excerpt(path: Path, needles, context: int = 15, limit: int = 3) -> list[str]:
+    lines = path.read_text(errors="replace").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if any(n in line for n in needles) and "KeyboardInterrupt" not in "".join(lines[i:i + 20]):
+            out.append("\n".join(lines[max(0, i - 3):i + context]))
+            if len(out) >= limit:
+                break
+    return out
 
 
 # -- the machine ------------------------------------------------------------
@@ -535,7 +653,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-scale", action="store_true", help="skip the simulated scale run")
     p.add_argument("--no-big", action="store_true", help="skip the 1 GiB preload")
     p.add_argument("--no-docker", action="store_true", help="skip the docker spawner")
-    p.add_argument("--only", default="", help="comma-separated: cold,warm,simultaneous,big,scale")
+    p.add_argument("--docker-launches", type=int, default=5,
+                   help="sequential launches per kind with the docker spawner (5)")
+    p.add_argument("--only", default="",
+                   help="comma-separated: cold,warm,simultaneous,big,docker,scale")
     p.add_argument("--keep", action="store_true", help="keep .bench-stack/ for inspection")
     args = p.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
@@ -551,7 +672,7 @@ def main(argv=None) -> int:
     portal = None
     code = 0
     try:
-        if any(wanted(x) for x in ("cold", "warm", "simultaneous", "big")):
+        if any(wanted(x) for x in ("cold", "warm", "simultaneous", "big", "docker")):
             portal = PortalBench(args, results)
             stacks.append(portal)
             portal.start()
@@ -559,13 +680,16 @@ def main(argv=None) -> int:
                      ("warm", portal.warm), ("simultaneous", portal.simultaneous)]
             if not args.no_big:
                 steps.append(("big", portal.big_preload))
+            if not args.no_docker:
+                steps.append(("docker", portal.docker))
             for name, step in steps:
                 if wanted(name):
                     _guarded(step, results)
             portal.stop()
         if not args.no_scale and wanted("scale"):
             _guarded(lambda: scale(args, results, stacks), results)
-        results["docker"] = docker_note(args)
+        if args.no_docker:
+            results["docker"] = {"run": False, "note": "skipped (--no-docker)"}
     except KeyboardInterrupt:
         log("interrupted; stopping everything")
         results["errors"].append("interrupted")
@@ -603,22 +727,6 @@ def _guarded(step, results) -> None:
     except Exception as e:
         traceback.print_exc()
         results["errors"].append(f"{getattr(step, '__name__', 'step')}: {type(e).__name__}: {e}")
-
-
-def docker_note(args) -> dict:
-    if args.no_docker:
-        return {"run": False, "note": "skipped (--no-docker)"}
-    ok = subprocess.run(["docker", "info"], capture_output=True).returncode == 0 \
-        if shutil.which("docker") else False
-    if not ok:
-        return {"run": False, "note": "skipped: no Docker engine answers"}
-    image = subprocess.run(["docker", "image", "inspect",
-                            "ckanext-jupyternotebook/singleuser:latest"],
-                           capture_output=True).returncode == 0
-    if not image:
-        return {"run": False, "note": "skipped: image ckanext-jupyternotebook/singleuser:latest "
-                                      "is missing (make images)"}
-    return {"run": False, "note": "not measured yet: the docker spawner run is not written"}
 
 
 if __name__ == "__main__":

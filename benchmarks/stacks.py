@@ -45,6 +45,16 @@ class BenchStack(Stack):
         wait_for("the bridge", f"{self.bridge_url}/api/health",
                  {"Authorization": f"Bearer {self.token}"}, logs=self.logs)
 
+    def running(self, name: str) -> int | None:
+        # Stack.spawn drops its Popen, so a stopped child of this process
+        # stays a zombie that os.kill(pid, 0) still finds: reap it first
+        try:
+            pid = int(self.pidfile(name).read_text())
+            os.waitpid(pid, os.WNOHANG)
+        except (OSError, ValueError):
+            pass
+        return super().running(name)
+
     @property
     def access_log(self) -> Path:
         return self.logs / "ckan-access.log"

@@ -46,6 +46,22 @@ def _password(config_path: Path, given: str | None) -> str:
     return password
 
 
+def _stored(resource: dict) -> bool:
+    """Whether CKAN's storage really holds the resource's file."""
+    import file_keeper as fk
+    from ckan.lib import files, uploader
+
+    upload = uploader.get_resource_uploader(resource)
+    path = upload.get_path(resource["id"])
+    storage = getattr(upload, "storage", None)
+    if isinstance(storage, fk.Storage):
+        try:
+            return storage.size(files.Location(path)) > 0
+        except Exception:
+            return False
+    return os.path.isfile(path)
+
+
 def seed(password: str) -> dict:
     import ckan.model as model
     import ckan.plugins.toolkit as tk
@@ -87,17 +103,23 @@ def seed(password: str) -> dict:
         dataset = tk.get_action("package_patch")(
             as_admin(), {"id": dataset["id"], "private": False})
 
-    present = {r["name"] for r in dataset.get("resources", [])
+    present = {r["name"]: r for r in dataset.get("resources", [])
                if r.get("url_type") == "upload"}
     for filename, name, fmt, description in FILES:
-        if name in present:
+        resource = present.get(name)
+        if resource and _stored(resource):
             continue
         with open(DEMO / filename, "rb") as stream:
             upload = FileStorage(stream=stream, filename=filename)
-            tk.get_action("resource_create")(as_admin(), {
-                "package_id": dataset["id"], "name": name, "format": fmt,
-                "description": description, "url": filename,
-                "upload": upload})
+            if resource:
+                # the database survived but the storage directory did not
+                tk.get_action("resource_patch")(as_admin(), {
+                    "id": resource["id"], "upload": upload})
+            else:
+                tk.get_action("resource_create")(as_admin(), {
+                    "package_id": dataset["id"], "name": name,
+                    "format": fmt, "description": description,
+                    "url": filename, "upload": upload})
 
     for token in tk.get_action("api_token_list")(
             as_admin(), {"user_id": SYSADMIN}):

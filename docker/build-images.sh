@@ -9,6 +9,10 @@
 # unless FORCE=1. The Dockerfiles build FROM the public
 # python:3.11-slim-bookworm when it is present or can be pulled; otherwise
 # FROM a local base made by debootstrap + docker import (docker/base/).
+#
+# Environment: FORCE=1 rebuilds; NO_CACHE=1 builds without the build cache;
+# IMAGE_PREFIX (ckanext-jupyternotebook), IMAGE_TAG (latest); BASE_IMAGE
+# forces a base; PUBLIC_BASE_IMAGE (python:3.11-slim-bookworm).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,7 +38,7 @@ base_image() {
         echo "$PUBLIC_BASE"
     else
         echo "images: no registry answers; using the debootstrap base $LOCAL_BASE" >&2
-        bash "$HERE/base/build-base.sh" >&2
+        BASE_IMAGE_LOCAL="$LOCAL_BASE" bash "$HERE/base/build-base.sh" >&2
         echo "$LOCAL_BASE"
     fi
 }
@@ -62,11 +66,14 @@ mkdir -p "$LOGS"
 build() {
     local name="$1" dockerfile="$2" context="$3" image="$PREFIX/$1:$TAG" t0
     t0=$SECONDS
-    if docker build --pull=false --build-arg "BASE_IMAGE=$BASE" \
+    # shellcheck disable=SC2046
+    if docker build --pull=false $([[ "${NO_CACHE:-0}" == 1 ]] && echo --no-cache) \
+            --build-arg "BASE_IMAGE=$BASE" \
             -f "$dockerfile" -t "$image" "$context" >"$LOGS/$name.log" 2>&1; then
         local src_tag="src-$(source_hash "$name")" old
         for old in $(docker images --format '{{.Tag}}' "$PREFIX/$name" | grep '^src-' || true); do
-            [[ "$old" == "$src_tag" ]] || docker rmi "$PREFIX/$name:$old" >/dev/null
+            # an image still used by a container keeps its old tag
+            [[ "$old" == "$src_tag" ]] || docker rmi "$PREFIX/$name:$old" >/dev/null 2>&1 || true
         done
         docker tag "$image" "$PREFIX/$name:$src_tag"
         echo "images: built $image in $((SECONDS - t0))s"

@@ -38,9 +38,12 @@ class TicketLoginHandler(BaseHandler):
         expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=launch_ticket.MAX_AGE * 2)
         if not auth.store.consume_nonce(payload["nonce"], expires):
             return await self._refuse("This launch link has already been used.")
-        # Drop any previous identity first: a ticket is never added to an
-        # existing login, it replaces it.
-        self.clear_login_cookie()
+        # A ticket replaces any other identity the browser had (and that
+        # identity's session tokens); never add to it. For the same user the
+        # login is kept: JupyterHub would not set the cookie again.
+        current = self.get_current_user_cookie()
+        if current is not None and current.name != payload["u"]:
+            self.clear_login_cookie()
         user = await self.login_user({"ticket": payload})
         if user is None:
             return await self._refuse("This launch link is not valid.")

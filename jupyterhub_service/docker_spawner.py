@@ -17,6 +17,7 @@ layer, so removing the container at stop is the revert.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
 DEFAULT_NETWORK = "jupyter-sessions"
+# labels on every session container, to find it again (the warm pool's claim)
+LABEL_HUB_USER = "org.ckan.jupyternotebook.hub-user"
+LABEL_SERVER = "org.ckan.jupyternotebook.server"
+LABEL_SESSION = "org.ckan.jupyternotebook.session"
 
 
 class SessionOptionsError(ValueError):
@@ -159,7 +164,20 @@ class SessionContainerMixin(DockerSpawner):
             volumes[seed_dir] = {"bind": self.seed_mount, "mode": "ro"}
         return volumes
 
+    def session_labels(self) -> dict:
+        return {
+            LABEL_HUB_USER: self.user.name,
+            LABEL_SERVER: self.name or "",
+            LABEL_SESSION: str(self.user_options.get("session_id", "")),
+        }
+
     def apply_session_options(self):
+        """Limits, mounts and environment of this session, from user_options.
+
+        The mounts replace any configured ``volumes``: a session container
+        gets exactly these two read-only binds and no named volume, so
+        removing the container at stop leaves nothing of the session behind.
+        """
         cpus, memory, pids = self.session_limits()
         self.mem_limit = memory
         self.cpu_limit = cpus
@@ -207,9 +225,11 @@ class SessionDockerSpawner(SessionContainerMixin):
                 "security_opt": ["no-new-privileges:true"],
                 "privileged": False,
             }
+            configured = self._configured(self.extra_create_kwargs)
             self.extra_create_kwargs = {
-                **self._configured(self.extra_create_kwargs),
+                **configured,
                 "user": self.session_user,
+                "labels": {**(configured.get("labels") or {}), **self.session_labels()},
             }
             return await super().create_object()
         finally:
@@ -218,18 +238,6 @@ class SessionDockerSpawner(SessionContainerMixin):
     def _configured(self, value):
         value = self._eval_if_callable(value)
         return dict(value or {})
-
-    async def stop(self, now=False):
-        await super().stop(now=now)
-        # remove=True drops anonymous volumes with the container; a named
-        # volume configured by an operator is dropped here.
-        for source in list(self.volumes):
-            if not source.startswith("/"):
-                name = self.format_volume_name(source, self)
-                try:
-                    await self.docker("remove_volume", name=name, force=True)
-                except Exception as e:  # noqa: BLE001 - best effort, logged
-                    self.log.warning("could not remove volume %s: %s", name, e)
 
 
 class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
@@ -256,6 +264,10 @@ class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
             **self.extra_container_spec,
             "user": self.session_user,
             "cap_drop": list(self.cap_drop),
+            "labels": {
+                **(self.extra_container_spec.get("labels") or {}),
+                **self.session_labels(),
+            },
         }
         return await super().start()
 
@@ -264,6 +276,47 @@ class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
             resources = kwargs["task_template"].setdefault("Resources", {})
             resources.setdefault("Limits", {})["Pids"] = self._pids_limit
         return super()._docker(method, *args, **kwargs)
+
+
+# -- the warm pool ------------------------------------------------------------
+
+
+def copy_seed_into_session(hub_user: str, server_name: str, seed_mount: str = "/srv/seed"):
+    """Copy the seed directory into the running session's home.
+
+    A pool server started with an empty seed; at claim the bridge has written
+    the notebooks into the seed directory on the host, which the container
+    sees at ``seed_mount`` (and the dataset's files in its ~/data mount). Runs
+    as the session user. Swarm: the task must run on this engine's node.
+    """
+    import docker
+
+    client = docker.APIClient(version="auto")
+    try:
+        found = client.containers(filters={
+            "label": [f"{LABEL_HUB_USER}={hub_user}", f"{LABEL_SERVER}={server_name}"],
+            "status": "running",
+        })
+        if not found:
+            raise RuntimeError(f"no running container for {hub_user}/{server_name} on this engine")
+        exec_id = client.exec_create(found[0]["Id"], ["sh", "-c", f'cp -R {seed_mount}/. "$HOME"/'])
+        out = client.exec_start(exec_id)
+        code = client.exec_inspect(exec_id)["ExitCode"]
+        if code:
+            raise RuntimeError(f"seeding {hub_user}/{server_name} failed ({code}): {out[-500:]!r}")
+    finally:
+        client.close()
+
+
+def claim_hook(settings, seed_mount: str = "/srv/seed"):
+    """The bridge's ``on_claim`` for container spawners: ``await hook(rec, paths)``."""
+
+    async def on_claim(rec, paths) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, copy_seed_into_session, rec.hub_user, rec.server_name, seed_mount
+        )
+
+    return on_claim
 
 
 # -- hub configuration --------------------------------------------------------

@@ -201,16 +201,8 @@ class Sessions:
         user, ds = req["user"], req["dataset"]
         kind, user_id = user["kind"], str(user["id"])
         rt = self.runtime()
-        if kind == "guest":
-            if not rt["guest_access"]:
-                raise BridgeError(403, "guest_access_off", "Guest sessions are turned off on this portal.")
-            wait = self.rate.check(req.get("client_ip") or "?", rt["guest_rate_limit"])
-            if wait:
-                raise BridgeError(
-                    429, "rate_limited",
-                    "Too many launches from your address. Please wait a moment.",
-                    retry_after=int(wait) + 1,
-                )
+        if kind == "guest" and not rt["guest_access"]:
+            raise BridgeError(403, "guest_access_off", "Guest sessions are turned off on this portal.")
         resources = req.get("resources", [])
         notebook_name = None
         if req.get("notebook_resource_id"):
@@ -235,6 +227,15 @@ class Sessions:
                 raise BridgeError(503, "hub_unavailable", rec.message or "The session could not start.")
             return self._answer(rec, notebook_name, resources), False
 
+        if kind == "guest":
+            # only new sessions count: going back to a running one is free
+            wait = self.rate.check(req.get("client_ip") or "?", rt["guest_rate_limit"])
+            if wait:
+                raise BridgeError(
+                    429, "rate_limited",
+                    "Too many launches from your address. Please wait a moment.",
+                    retry_after=int(wait) + 1,
+                )
         async with self.lock:
             live = self.store.sessions(statuses=LIVE)
             mine = [s for s in live if s.user_id == user_id and s.user_kind == kind]

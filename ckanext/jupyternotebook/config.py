@@ -13,6 +13,7 @@ to the config it saw first, which already holds the environment values.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from ckan.common import CKANConfig
 from ckan.exceptions import CkanConfigurationException
 
 PREFIX = "ckanext.jupyternotebook."
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?i?B?$", re.IGNORECASE)
 
 
 def _as_int(value: Any) -> int:
@@ -170,6 +173,11 @@ def check(config: CKANConfig) -> None:
             "the same token the JupyterHub bridge is configured with.")
     for short in ("hub_url", "api_url"):
         _check_url(short, values[short])
+    for short in ("memory_limit", "max_resource_size"):
+        if not _SIZE.match(values[short]):
+            raise CkanConfigurationException(
+                f"{key(short)} must be a size such as 512M or 2G, "
+                f"got {values[short]!r}")
     for setting in _SETTINGS:
         if setting.parse is _as_int and values[setting.short] < 0:
             raise CkanConfigurationException(

@@ -59,3 +59,12 @@ def jupyternotebook_settings_pending() -> bool:
         return runtime_settings.is_pending()
     except Exception:  # a template helper must not break the admin page
         return False
+
+
+def jupyternotebook_setting(short: str) -> Any:
+    """A runtime setting in force now, typed (for the admin config form:
+    CKAN's config holds "" there for a deployed 0 or false)."""
+    try:
+        return settings.get(short)
+    except (KeyError, TypeError, ValueError):
+        return ""

@@ -117,9 +117,12 @@ def validators_for(short: str) -> list:
 
 
 def config_schema() -> dict[str, list]:
-    """Our runtime-editable keys for ``IConfigurer.update_config_schema``."""
-    ignore_missing = tk.get_validator("ignore_missing")
-    return {settings.key(short): [ignore_missing] + validators_for(short)
+    """Our runtime-editable keys for ``IConfigurer.update_config_schema``.
+
+    An emptied field on the admin form keeps the value in force.
+    """
+    ignore_empty = tk.get_validator("ignore_empty")
+    return {settings.key(short): [ignore_empty] + validators_for(short)
             for short in settings.RUNTIME_EDITABLE}
 
 

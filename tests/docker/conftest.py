@@ -15,6 +15,7 @@ import pytest
 from session_harness import REPO
 
 SINGLEUSER_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
+HUB_IMAGE = "ckanext-jupyternotebook/hub:latest"
 BASE_IMAGE = "ckanext-jupyternotebook/base:bookworm"
 
 
@@ -55,26 +56,25 @@ def _image_exists(client, name: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def singleuser_image(docker_client):
-    if not _image_exists(docker_client, SINGLEUSER_IMAGE):
-        subprocess.run(
-            ["bash", str(REPO / "docker" / "build-images.sh"), "singleuser"],
-            check=True,
-            timeout=1800,
-        )
-    return SINGLEUSER_IMAGE
+def images(docker_client):
+    """The session and hub images, built side by side when missing or stale
+    (docker/build-images.sh skips those built from the current sources)."""
+    subprocess.run(
+        ["bash", str(REPO / "docker" / "build-images.sh"), "singleuser", "hub"],
+        check=True,
+        timeout=1800,
+    )
+    return {"singleuser": SINGLEUSER_IMAGE, "hub": HUB_IMAGE}
 
 
 @pytest.fixture(scope="session")
-def hub_image(docker_client):
-    image = "ckanext-jupyternotebook/hub:latest"
-    if not _image_exists(docker_client, image):
-        subprocess.run(
-            ["bash", str(REPO / "docker" / "build-images.sh"), "hub"],
-            check=True,
-            timeout=1800,
-        )
-    return image
+def singleuser_image(images):
+    return images["singleuser"]
+
+
+@pytest.fixture(scope="session")
+def hub_image(images):
+    return images["hub"]
 
 
 @pytest.fixture(scope="session")

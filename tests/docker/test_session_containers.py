@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from pathlib import Path
+
 from session_harness import (
     Hub,
     exec_in,
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.docker
 USER = "alice"
 SERVER = "sess1"
 NAME = f"jupyter-{USER}--{SERVER}"  # container (docker) or service (swarm)
+TEST_USERS = (USER, "pooled", "mallory")
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +74,14 @@ def hub(request, kind, docker_client, singleuser_image, backend_db, run_id, tmp_
 
 
 def remove_leftovers(docker_client, network):
-    for svc in docker_client.services.list(filters={"name": NAME}) if swarm_active(docker_client) else []:
-        svc.remove()
-    for c in docker_client.containers.list(all=True, filters={"name": NAME}):
-        c.remove(force=True)
+    """Whatever a failed test left on this run's sessions network."""
+    if swarm_active(docker_client):
+        for user in TEST_USERS:
+            for svc in docker_client.services.list(filters={"name": f"jupyter-{user}-"}):
+                svc.remove()
+    for c in docker_client.containers.list(all=True, filters={"network": network}):
+        if c.name.startswith(tuple(f"jupyter-{u}-" for u in TEST_USERS)):
+            c.remove(force=True)
     for n in docker_client.networks.list(names=[network]):
         n.remove()
 
@@ -240,3 +247,28 @@ def test_a_data_dir_outside_the_storage_root_is_refused(kind, hub, docker_client
         assert r.status_code >= 400
     names = [c.name for c in docker_client.containers.list(all=True)]
     assert not any(n.startswith("jupyter-mallory") for n in names)
+
+
+def test_a_pool_server_claimed_later_sees_the_dataset_and_notebooks(kind, hub, docker_client):
+    """The warm pool: started with an empty ~/data and seed, filled at claim."""
+    from jupyterhub_service.docker_spawner import copy_seed_into_session
+
+    dirs = make_session_dirs(hub.storage, "slot1", {})
+    opts = user_options(dirs, session_id="slot1")
+    opts["pool"] = True
+    (Path(dirs["home_seed_dir"]) / "start_here.ipynb").unlink()
+    hub.spawn("pooled", "p1", opts)
+    try:
+        data = Path(dirs["data_dir"])
+        (data / "late.csv").write_text("x\n1\n")
+        (data / "late.csv").chmod(0o444)
+        (Path(dirs["home_seed_dir"]) / "analysis.ipynb").write_text(
+            '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+        )
+        copy_seed_into_session("pooled", "p1")
+        r = hub.server_get("pooled", "p1", "api/contents/analysis.ipynb?content=0")
+        assert r.status_code == 200, r.text
+        r = hub.server_get("pooled", "p1", "api/contents/data")
+        assert [f["name"] for f in r.json()["content"]] == ["late.csv"]
+    finally:
+        hub.stop_server("pooled", "p1")

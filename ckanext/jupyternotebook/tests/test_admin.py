@@ -349,3 +349,29 @@ def test_session_rows_give_age_and_time_left():
         "expires_at": "2024-01-01T01:10:30+00:00"}], now=now)
     assert rows[0]["age"] == "10 min 0 s"
     assert rows[0]["time_left"] == "10 min 30 s"
+
+
+def test_admin_config_page_shows_zero_and_false_values_not_blanks(
+        app, sysadmin_headers):
+    import re
+    body = app.get("/ckan-admin/config", headers=sysadmin_headers).body
+    for short in ("idle_timeout", "pool_size"):
+        field = re.search(rf'<input[^>]*name="{P}{short}"[^>]*>', body).group(0)
+        assert 'value="0"' in field, field
+
+
+def test_admin_config_form_submitted_unchanged_saves_and_pushes(
+        app, sysadmin_headers, stub):
+    """The form as rendered (zeros included) is valid as it stands."""
+    import re
+    body = app.get("/ckan-admin/config", headers=sysadmin_headers).body
+    form = {"save": ""}
+    for name, value in re.findall(
+            rf'<input[^>]*name="({re.escape(P)}[a-z_]+)"[^>]*value="([^"]*)"',
+            body):
+        form[name] = value
+    form[P + "guest_access"] = "true"
+    response = app.post("/ckan-admin/config", headers=sysadmin_headers,
+                        data=form)
+    assert "error-block" not in response.body
+    assert stub.puts and stub.puts[-1]["idle_timeout"] == 0

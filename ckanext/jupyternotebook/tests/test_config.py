@@ -157,3 +157,10 @@ def test_configure_refuses_a_non_numeric_limit():
 
 def test_configure_accepts_the_test_configuration():
     _configure()
+
+
+@pytest.mark.parametrize("short", ["memory_limit", "max_resource_size"])
+def test_configure_refuses_a_malformed_size(short):
+    key = f"ckanext.jupyternotebook.{short}"
+    with pytest.raises(CkanConfigurationException, match=key):
+        _configure(**{key: "lots"})
