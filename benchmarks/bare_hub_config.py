@@ -43,7 +43,7 @@ c.JupyterHub.concurrent_spawn_limit = 50
 c.JupyterHub.active_server_limit = 0
 c.JupyterHub.last_activity_interval = 30
 c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 90
+c.Spawner.http_timeout = int(env.get("BENCH_BARE_HTTP_TIMEOUT", "90"))
 c.Spawner.default_url = "/lab"
 c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "30"}
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from stacks import BareHub  # noqa: F401 (re-exported for run.py)
+from stacks import BareHub
 from testing import Bridge, Browser, Lab, server_path
 
 STATUS_WAIT = 60
@@ -157,13 +157,6 @@ def simultaneously(n: int, prepare, fire) -> tuple[list, float]:
             f.result()
         elapsed = time.monotonic() - t0
     return results, elapsed
-
-
-def end_sessions(bridge: Bridge, hub_users: set[str] | None = None) -> None:
-    """End the bridge's sessions (those of these hub users, or all)."""
-    for s in bridge.sessions():
-        if hub_users is None or s["hub_user"] in hub_users:
-            bridge.call("DELETE", f"/api/sessions/{s['id']}")
 
 
 def wait_pool(bridge: Bridge, ready: int, timeout: float) -> dict:

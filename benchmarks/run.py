@@ -36,8 +36,8 @@ import requests  # noqa: E402
 
 import launch_profile  # noqa: E402
 import report  # noqa: E402
-from launches import (CKANLauncher, bare_launch, end_sessions, new_bare_user,  # noqa: E402
-                      simultaneously, summary, wait_pool)
+from launches import (CKANLauncher, bare_launch, new_bare_user, simultaneously,  # noqa: E402
+                      summary, wait_pool)
 from stacks import (BENCH_DIR, BRIDGE_TOKEN, CKAN, HUB_TOKEN, BareHub,  # noqa: E402
                     bridge_process, init_ckan, portal_stack, scale_stack, session_servers,
                     tree_memory)
@@ -326,7 +326,11 @@ class PortalBench:
         time.sleep(5)
         self.results["memory"]["bare"] = memory_of(session_servers(self.bare.proc.pid))
         parallel(self.bare.remove, [r.hub_user for r in runs], 8)
+        self.results.setdefault("simultaneous", {}).update(out)
 
+    def simultaneous_pool(self) -> None:
+        n = 20
+        out = {}
         log(f"pool of {n}: filling")
         self.bridge.put_settings(pool_size=n)
         t0 = time.monotonic()
@@ -348,7 +352,7 @@ class PortalBench:
             log(f"  all done in {elapsed:.1f} s, {out['pool']['failures']} failed")
         self.bridge.put_settings(pool_size=0)
         self.end()
-        self.results["simultaneous"] = out
+        self.results.setdefault("simultaneous", {}).update(out)
 
     # the docker spawner: the same hub restarted with it, and a bare hub
     def docker(self) -> None:
@@ -358,18 +362,30 @@ class PortalBench:
             return
         n = self.args.docker_launches
         log("docker spawner: restarting the hub with CKAN_JUPYTERHUB_SPAWNER=docker")
-        st = self.stack
-        st.stop_hub()
-        st.start_hub(CKAN_SITE_URL=st.ckan_url, JUPYTERNOTEBOOK_REAPER_INTERVAL="5",
-                     CKAN_JUPYTERHUB_SPAWNER="docker")
-        self.bridge.put_settings(guest_rate_limit=0, max_guests=60, max_sessions=200,
-                                 pool_size=0)
         bare = BareHub(spawner="docker", directory=BENCH_DIR / "bare-docker", port=8087,
                        api_port=8088, proxy_api_port=8089)
         bare.extra_env = {"CKAN_STORAGE_NOTEBOOK": str(bare.directory),
-                          "CKAN_JUPYTERHUB_SPAWNER": "docker"}
+                          "CKAN_JUPYTERHUB_SPAWNER": "docker", "BENCH_BARE_HTTP_TIMEOUT": "30"}
         try:
             bare.start()
+            # one probe spawn first: when containers cannot start here, say so
+            # and move on rather than wait out every launch's timeout
+            user, options = new_bare_user(bare)
+            probe = bare_launch(bare, user, options)
+            bare.remove(user)
+            if not probe.ok:
+                self.results["docker"] = {
+                    "run": False,
+                    "note": f"docker spawns fail on this machine (bare hub probe: {probe.error[:160]}); "
+                            f"see {bare.log_path} with --keep"}
+                log(f"  {self.results['docker']['note']}")
+                return
+            st = self.stack
+            st.stop_hub()
+            st.start_hub(CKAN_SITE_URL=st.ckan_url, JUPYTERNOTEBOOK_REAPER_INTERVAL="5",
+                         CKAN_JUPYTERHUB_SPAWNER="docker")
+            self.bridge.put_settings(guest_rate_limit=0, max_guests=60, max_sessions=200,
+                                     pool_size=0)
             self.cold(n=n, bare=bare, key="docker_cold", profile=False)
             self.warm(n=n, key="docker_warm")
             log("docker: memory of 3 idle sessions")
@@ -412,21 +428,28 @@ class PortalBench:
         self.end()
         log("  the same URL with curl")
         target = BENCH_DIR / "files" / "curl.out"
-        offset = size_of(self.stack.access_log)
-        res = subprocess.run(
-            ["curl", "-sS", "--fail", "-o", str(target), "-w", "%{size_download} %{time_total}",
-             self.stack.ckan_url + hit["target"]], capture_output=True, text=True, timeout=600)
-        target.unlink(missing_ok=True)
-        time.sleep(0.5)
-        curl_hits = fetch_hits(self.stack.access_log, offset)
-        if res.returncode == 0 and curl_hits:
+        best = None
+        for _ in range(2):  # the better of two, in curl's favour
+            offset = size_of(self.stack.access_log)
+            res = subprocess.run(
+                ["curl", "-sS", "--fail", "-o", str(target), "-w",
+                 "%{size_download} %{time_total}", self.stack.ckan_url + hit["target"]],
+                capture_output=True, text=True, timeout=600)
+            target.unlink(missing_ok=True)
+            time.sleep(0.5)
+            curl_hits = fetch_hits(self.stack.access_log, offset)
+            if res.returncode != 0 or not curl_hits:
+                out["curl"] = {"error": res.stderr.strip() or "no fetch logged"}
+                break
             size, total = res.stdout.split()
             c = curl_hits[0]
-            out["curl"] = {"bytes": int(size), "seconds": c["seconds"], "client_seconds": float(total),
-                           "mib_s": c["bytes"] / MiB / c["seconds"]}
-            out["ratio"] = out["preload"]["mib_s"] / out["curl"]["mib_s"]
-        else:
-            out["curl"] = {"error": res.stderr.strip() or "no fetch logged"}
+            run = {"bytes": int(size), "seconds": c["seconds"], "client_seconds": float(total),
+                   "mib_s": c["bytes"] / MiB / c["seconds"]}
+            if best is None or run["mib_s"] > best["mib_s"]:
+                best = run
+        if best:
+            out["curl"] = best
+            out["ratio"] = out["preload"]["mib_s"] / best["mib_s"]
         self.results["big_preload"] = out
 
 
@@ -527,8 +550,9 @@ def scale(args, results: dict, stacks: list) -> None:
     # hub spawn after every second; the other 80 only fill, 8 at a time.
     log(f"  {args.sessions} sessions through the bridge; at every 100, 20 measured "
         "one at a time and 10 bare hub REST spawns of the same spawner")
-    latencies, levels, bare, codes = [], [], [], {}
+    latencies, levels, bare, codes, measured = [], [], [], {}, []
     local = threading.local()
+    scale_start = time.time()
 
     def fill(i):
         if not hasattr(local, "bridge"):
@@ -541,10 +565,13 @@ def scale(args, results: dict, stacks: list) -> None:
         while i < args.sessions:
             level = i
             for k in range(min(20, args.sessions - i)):
+                started = time.time()
                 t0 = time.perf_counter()
                 r = bridge.launch(f"dataset-{i % 50}", kind="user", user_id=f"user{i}")
                 latencies.append(time.perf_counter() - t0)
                 levels.append(level)
+                if r.status_code in (200, 201):
+                    measured.append((started, r.json()["hub_user"], r.json()["server_name"]))
                 codes[r.status_code] = codes.get(r.status_code, 0) + 1
                 if k % 2 == 0:
                     bare.append(bare_noop(i))
@@ -560,6 +587,7 @@ def scale(args, results: dict, stacks: list) -> None:
                 break
     live = len(bridge.sessions())
     rss1 = bproc.memory_info().rss if bproc else 0
+    own = bridge_own_time(st.hub_log, scale_start, measured)
 
     n_cap, n_req = 50, 200
     log(f"  exact cap: max_guests={n_cap}, {n_req} concurrent guest launches")
@@ -594,6 +622,7 @@ def scale(args, results: dict, stacks: list) -> None:
         "levels": levels,
         "bare_hub_spawn": summary(bare),
         "overhead_p50": (summary(latencies)["p50"] or 0) - (summary(bare)["p50"] or 0),
+        "bridge_own": summary(own),
         "bridge_rss_mib": {"before": rss0 / MiB, "after": rss1 / MiB},
         "latencies": latencies,
         "cap": {"max_guests": n_cap, "requests": n_req, "status_counts": counts,
@@ -608,6 +637,19 @@ def scale(args, results: dict, stacks: list) -> None:
     st.stop()
     if not args.keep:
         shutil.rmtree(st.directory, ignore_errors=True)
+
+
+def bridge_own_time(hub_log: Path, since: float, measured) -> list[float]:
+    """For launches made one at a time: the bridge's time outside its calls
+    to the hub (before it creates the hub user, and after the hub answered
+    the spawn), from the timestamps in the hub's log."""
+    lines = launch_profile.read_log(hub_log, since)
+    out = []
+    for started, user, server in measured:
+        m = launch_profile.marks(lines, user, server, started, None)
+        if all(k in m for k in ("bridge_in", "user_create", "spawn_answer", "bridge_out")):
+            out.append((m["user_create"] - m["bridge_in"]) + (m["bridge_out"] - m["spawn_answer"]))
+    return out
 
 
 def _excerpt(path: Path, needles, context: int = 15, limit: int = 3) -> list[str]:
@@ -656,7 +698,7 @@ def main(argv=None) -> int:
     p.add_argument("--docker-launches", type=int, default=5,
                    help="sequential launches per kind with the docker spawner (5)")
     p.add_argument("--only", default="",
-                   help="comma-separated: cold,warm,simultaneous,big,docker,scale")
+                   help="comma-separated: cold,warm,simultaneous,pool,big,docker,scale")
     p.add_argument("--keep", action="store_true", help="keep .bench-stack/ for inspection")
     args = p.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
@@ -672,12 +714,13 @@ def main(argv=None) -> int:
     portal = None
     code = 0
     try:
-        if any(wanted(x) for x in ("cold", "warm", "simultaneous", "big", "docker")):
+        if any(wanted(x) for x in ("cold", "warm", "simultaneous", "pool", "big", "docker")):
             portal = PortalBench(args, results)
             stacks.append(portal)
             portal.start()
             steps = [("cold", portal.second_launch_bytes), ("cold", portal.cold),
-                     ("warm", portal.warm), ("simultaneous", portal.simultaneous)]
+                     ("warm", portal.warm), ("simultaneous", portal.simultaneous),
+                     ("pool", portal.simultaneous_pool)]
             if not args.no_big:
                 steps.append(("big", portal.big_preload))
             if not args.no_docker:

@@ -6,7 +6,7 @@ set -euo pipefail
 
 DB_USER="${CKAN_DB_USER:-ckan_default}"
 DB_PASS="${CKAN_DB_PASS:-pass}"
-DATABASES="${CKAN_DATABASES:-ckan_test ckan_e2e ckan_dev ckan_bench}"
+DATABASES="${CKAN_DATABASES:-ckan_test ckan_e2e ckan_docker ckan_dev ckan_bench}"
 
 missing=()
 for pkg in postgresql redis-server libpq-dev libmagic1; do

@@ -178,9 +178,19 @@ class Stack:
     def running(self, name: str) -> int | None:
         try:
             pid = int(self.pidfile(name).read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            # a child of this process that exited is a zombie until reaped,
+            # and os.kill(pid, 0) still succeeds on a zombie
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        except ChildProcessError:
+            pass  # not our child (another `make dev-stop`)
+        try:
             os.kill(pid, 0)
             return pid
-        except (OSError, ValueError):
+        except OSError:
             return None
 
     def spawn(self, name: str, cmd: list[str], env: dict, cwd: Path | None = None) -> None:
@@ -231,7 +241,7 @@ class Stack:
         return json.loads(out.strip().splitlines()[-1])
 
     def start_ckan(self) -> None:
-        self.spawn("ckan", [str(VENV_BIN / "gunicorn"), "--workers", "1", "--threads", "16",
+        self.spawn("ckan", [str(VENV_BIN / "gunicorn"), "--workers", "1", "--threads", "64",
                             "--timeout", "300", "--bind", f"127.0.0.1:{self.ckan_port}",
                             "--chdir", str(ROOT / "dev"), "wsgi:application"],
                    {**self.plugin_env(), "CKAN_INI": str(self.ini)})
@@ -285,18 +295,28 @@ class Stack:
                 continue
             if marker in environ or cwd.startswith(sessions):
                 _kill_group(int(proc.name), signal.SIGKILL)
-        if shutil.which("docker"):
-            try:
-                ids = subprocess.run(
-                    ["docker", "ps", "-aq", "--filter",
-                     f"label=ckanext-jupyternotebook.stack={self.hub_state}"],
-                    capture_output=True, text=True, timeout=20,
-                ).stdout.split()
-                if ids:
-                    subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True,
-                                   timeout=60)
-            except (OSError, subprocess.SubprocessError):
-                pass
+        self._remove_session_containers()
+
+    def _remove_session_containers(self) -> None:
+        """Session containers whose mounts come from this stack's storage."""
+        if not shutil.which("docker"):
+            return
+        try:
+            ids = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", "label=org.ckan.jupyternotebook.session"],
+                capture_output=True, text=True, timeout=20,
+            ).stdout.split()
+            if not ids:
+                return
+            info = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True,
+                                             text=True, timeout=30).stdout or "[]")
+            ours = [c["Id"] for c in info
+                    if any(str(m.get("Source", "")).startswith(str(self.storage) + "/")
+                           for m in c.get("Mounts", []))]
+            if ours:
+                subprocess.run(["docker", "rm", "-f", "-v", *ours], capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
 
     def stop(self) -> None:
         for name in ("ckan", "hub", "solr"):

@@ -188,7 +188,10 @@ def main() -> None:
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
     PeriodicCallback(lambda: asyncio.ensure_future(reap_once(sessions)),
                      settings.reaper_interval * 1000).start()
-    IOLoop.current().start()
+    try:
+        IOLoop.current().start()
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT
+        log.info("bridge stopped")
 
 
 if __name__ == "__main__":

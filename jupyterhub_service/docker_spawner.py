@@ -374,8 +374,11 @@ def docker_spawner_config(
     if storage_root:
         spawner_cfg.host_storage_root = str(Path(storage_root).resolve())
 
+    # Said, not guessed: /.dockerenv also exists on hosts that are
+    # themselves containers (CI machines, dev containers).
     if hub_in_container is None:
-        hub_in_container = Path("/.dockerenv").exists()
+        hub_in_container = bool(getattr(settings, "hub_connect_host", ""))
+    hub_host = hub_host or getattr(settings, "hub_connect_host", "")
     client = docker.APIClient(version="auto")
     try:
         net = ensure_sessions_network(client, network, swarm=swarm)

@@ -40,7 +40,9 @@ class HubAPI:
         )
         try:
             resp = await self.http.fetch(req, raise_error=False)
-        except (OSError, asyncio.TimeoutError) as e:
+        except (OSError, asyncio.TimeoutError, HTTPClientError) as e:
+            # HTTPClientError here is tornado's timeout (resolve, connect or
+            # request), not an HTTP status: raise_error=False returns those
             raise HubUnavailable(str(e)) from None
         if resp.code == 599:
             raise HubUnavailable(str(resp.error))

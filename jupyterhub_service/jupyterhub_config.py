@@ -82,8 +82,19 @@ c.Spawner.http_timeout = 90
 c.Spawner.default_url = "/lab"
 c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "30"}
 
+
+
+def _session_options(spawner, options):
+    """user_options come only from the bridge (users cannot spawn); the
+    session spawners read them when they start."""
+
+
+c.Spawner.apply_user_options = _session_options
+
 if s.spawner == "local":
     c.JupyterHub.spawner_class = "jupyterhub_service.spawners.SessionLocalSpawner"
+    # Jupyter Server asks for confirmation on SIGINT; go on to SIGTERM soon
+    c.LocalProcessSpawner.interrupt_timeout = 1
     c.SessionLocalSpawner.session_user = s.session_user
     c.SessionLocalSpawner.sessions_root = str(s.storage_root / "sessions")
     c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]

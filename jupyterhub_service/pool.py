@@ -19,9 +19,11 @@ import asyncio
 import logging
 import secrets
 
-from .store import LIVE, PoolRecord, utcnow
+from .store import PoolRecord, utcnow
 
 log = logging.getLogger("bridge.pool")
+
+REFILL_DELAY = 3.0
 
 
 def pool_limits(rt: dict) -> dict:
@@ -45,9 +47,9 @@ class Pool:
 
     def target(self) -> int:
         rt = self.sessions.runtime()
-        live = self.store.sessions(statuses=LIVE)
-        guests = sum(1 for s in live if s.user_kind == "guest")
-        free = min(rt["max_guests"] - guests, rt["max_sessions"] - len(live))
+        counts = self.store.live_counts()
+        free = min(rt["max_guests"] - counts["guest"],
+                   rt["max_sessions"] - counts["guest"] - counts["user"])
         return max(0, min(rt["pool_size"], free))
 
     # -- claiming -----------------------------------------------------------
@@ -59,7 +61,9 @@ class Pool:
         for rec in self.store.pool("ready"):
             if rec.limits == current:
                 self.store.pool_remove(rec.hub_user)
-                self.kick()
+                # refill a little later: a server starting now would compete
+                # with the claiming visitor's first requests
+                asyncio.get_running_loop().call_later(REFILL_DELAY, self.kick)
                 return rec
         return None
 

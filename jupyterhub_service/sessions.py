@@ -87,6 +87,8 @@ class Sessions:
         self.in_flight: dict[str, asyncio.Future] = {}
         self.ending: dict[str, asyncio.Task] = {}
         self.ticket_key = launch_ticket.ticket_key(settings.api_token)
+        self._runtime: dict | None = None
+        self._last_housekeeping = 0.0
         root = settings.storage_root
         self.sessions_root = root / "sessions"
         for d, mode in ((root, 0o711), (self.sessions_root, 0o711)):
@@ -107,10 +109,14 @@ class Sessions:
     # -- settings -----------------------------------------------------------
 
     def runtime(self) -> dict:
-        values = self.settings.runtime_defaults()
-        saved, _ = self.store.saved_settings()
-        values.update({k: v for k, v in saved.items() if k in RUNTIME_KEYS})
-        return values
+        """The runtime settings in force; only update_settings changes them,
+        so they are read from the database once."""
+        if self._runtime is None:
+            values = self.settings.runtime_defaults()
+            saved, _ = self.store.saved_settings()
+            values.update({k: v for k, v in saved.items() if k in RUNTIME_KEYS})
+            self._runtime = values
+        return dict(self._runtime)
 
     def settings_doc(self) -> dict:
         values = {
@@ -146,6 +152,7 @@ class Sessions:
         if errors:
             raise BridgeError(400, "invalid", "; ".join(errors.values()), fields=errors)
         self.store.save_settings(parsed)
+        self._runtime = None
         if self.pool is not None:
             self.pool.settings_changed()
         return self.settings_doc()
@@ -154,13 +161,12 @@ class Sessions:
 
     def capacity(self) -> dict:
         rt = self.runtime()
-        live = self.store.sessions(statuses=LIVE)
-        guests = sum(1 for s in live if s.user_kind == "guest")
+        counts = self.store.live_counts()
         pool = self.pool.counts() if self.pool is not None else {"ready": 0, "size": 0}
         return {
-            "guests": {"active": guests, "max": rt["max_guests"]},
-            "users": {"active": len(live) - guests},
-            "sessions": {"active": len(live), "max": rt["max_sessions"]},
+            "guests": {"active": counts["guest"], "max": rt["max_guests"]},
+            "users": {"active": counts["user"]},
+            "sessions": {"active": counts["guest"] + counts["user"], "max": rt["max_sessions"]},
             "pool": pool,
         }
 
@@ -210,8 +216,8 @@ class Sessions:
 
         to_end: list[str] = []
         async with self.lock:
-            live = self.store.sessions(statuses=LIVE)
-            mine = [s for s in live if s.user_id == user_id and s.user_kind == kind]
+            mine = [s for s in self.store.sessions(user_id=user_id, statuses=LIVE)
+                    if s.user_kind == kind]
             same = [s for s in mine if s.dataset_id == ds["id"]]
             if same:
                 rec = same[0]
@@ -237,33 +243,37 @@ class Sessions:
                     retry_after=int(wait) + 1,
                 )
         async with self.lock:
-            live = self.store.sessions(statuses=LIVE)
-            mine = [s for s in live if s.user_id == user_id and s.user_kind == kind]
+            mine = [s for s in self.store.sessions(user_id=user_id, statuses=LIVE)
+                    if s.user_kind == kind]
             if any(s.dataset_id == ds["id"] for s in mine):
                 # another request for the same dataset won the race: join it
                 return await self.create(req)
+            counts = self.store.live_counts()
             if kind == "guest":
-                # a guest has one session: launching another dataset replaces it
+                # a guest has one session: launching another dataset replaces
+                # it (its slot is free at once; it stops in the background)
                 to_end = [s.id for s in mine]
-                live = [s for s in live if s.id not in to_end]
-            guests = [s for s in live if s.user_kind == "guest"]
-            soonest = min((aware(s.expires_at) for s in live), default=None)
-            if len(live) >= rt["max_sessions"]:
+                counts["guest"] -= len(to_end)
+            total = counts["guest"] + counts["user"]
+            if total >= rt["max_sessions"]:
                 raise self._full("capacity", "All notebook sessions on this portal are in use.",
-                                 live, rt["max_sessions"])
-            if kind == "guest" and len(guests) >= rt["max_guests"]:
+                                 total, rt["max_sessions"], self.store.soonest_expiry())
+            if kind == "guest" and counts["guest"] >= rt["max_guests"]:
                 raise self._full(
                     "guest_capacity",
                     f"All {rt['max_guests']} guest sessions are in use.",
-                    guests, rt["max_guests"],
+                    counts["guest"], rt["max_guests"], self.store.soonest_expiry("guest"),
                 )
             if kind == "user" and len(mine) >= rt["max_sessions_per_user"]:
                 raise self._full(
                     "user_limit",
                     f"You already have {len(mine)} notebook sessions open "
                     f"(the limit is {rt['max_sessions_per_user']}). Stop one to open another.",
-                    mine, rt["max_sessions_per_user"],
+                    len(mine), rt["max_sessions_per_user"],
+                    min(aware(s.expires_at) for s in mine),
                 )
+            for sid in to_end:
+                self.store.update(sid, status="stopping", message="replaced by a new guest session")
             now = utcnow()
             existing_hub_user = next((s.hub_user for s in mine if kind == "user"), None)
             slot = self.pool.take() if (self.pool is not None and kind == "guest") else None
@@ -294,7 +304,7 @@ class Sessions:
             fut = asyncio.get_running_loop().create_future()
             self.in_flight[rec.id] = fut
         for sid in to_end:
-            await self.end(sid, "replaced by a new guest session")
+            asyncio.ensure_future(self.end(sid, "replaced by a new guest session"))
         try:
             await self._start(rec, resources, req.get("notebook_resource_id"))
             rec = self.store.get(rec.id)
@@ -310,14 +320,14 @@ class Sessions:
             self.pool.kick()
         return self._answer(rec, notebook_name, resources), True
 
-    def _full(self, code, message, holders, limit) -> BridgeError:
-        soonest = min((aware(s.expires_at) for s in holders), default=None)
+    @staticmethod
+    def _full(code, message, active: int, limit: int, soonest) -> BridgeError:
         retry = max(1, int((soonest - utcnow()).total_seconds())) if soonest else 60
         return BridgeError(
             429, code, message,
             retry_after=retry,
             max=limit,
-            active=len(holders),
+            active=active,
             soonest_expires_at=iso(soonest),
         )
 
@@ -504,7 +514,8 @@ class Sessions:
             if rec.status in ("ended", "error"):
                 return rec
         log.info("ending session %s (%s)", session_id, reason)
-        self.store.update(session_id, status="stopping", message=reason)
+        if rec.status != "stopping":
+            self.store.update(session_id, status="stopping", message=reason)
         await self._teardown(rec)
         return self.store.update(session_id, status="ended", ended_at=utcnow())
 
@@ -553,17 +564,16 @@ class Sessions:
 
     async def reap(self) -> None:
         now = utcnow()
-        live = self.store.sessions(statuses=("ready",))
+        for rec in self.store.expired(now):
+            await self.end(rec.id, "time is up")
+        live = [s for s in self.store.sessions(statuses=("ready",)) if s.limits.get("idle_timeout")]
         idle_users = {}
-        if any(s.limits.get("idle_timeout") for s in live):
+        if live:
             try:
                 idle_users = {u["name"]: u for u in await self.hub.users()}
             except (HubUnavailable, HubError):
                 idle_users = {}
         for rec in live:
-            if aware(rec.expires_at) <= now:
-                await self.end(rec.id, "time is up")
-                continue
             idle = rec.limits.get("idle_timeout") or 0
             if idle and rec.hub_user in idle_users:
                 server = (idle_users[rec.hub_user].get("servers") or {}).get(rec.server_name)
@@ -571,11 +581,14 @@ class Sessions:
                     last = dt.datetime.fromisoformat(server["last_activity"].replace("Z", "+00:00"))
                     if (now - last).total_seconds() > idle:
                         await self.end(rec.id, "idle for too long")
-        self.store.purge_ended(now - ENDED_KEPT)
         if self.pool is not None:
             self.pool.kick()
-        keep = {k for s in self.store.sessions(statuses=LIVE) for k in (s.cache_keys or [])}
-        await asyncio.get_running_loop().run_in_executor(None, self.cache.evict, keep)
+        if time.monotonic() - self._last_housekeeping > 60:
+            self._last_housekeeping = time.monotonic()
+            self.store.purge_ended(now - ENDED_KEPT)
+            keep = {k for s in self.store.sessions(statuses=LIVE + ("stopping",))
+                    for k in (s.cache_keys or [])}
+            await asyncio.get_running_loop().run_in_executor(None, self.cache.evict, keep)
 
 
 def _rmtree(path: Path) -> None:

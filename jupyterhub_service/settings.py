@@ -134,6 +134,10 @@ class Settings:
     sessions_network: str = "jupyter-sessions"
     cache_size: str = "20G"
     hub_port: int = 8081
+    # docker/swarm: the host name sessions use to reach a hub that runs in a
+    # container on the sessions network (compose: the service's hostname);
+    # empty when the hub runs on the host
+    hub_connect_host: str = ""
     proxy_api_port: int = 8001
 
     @property
@@ -185,6 +189,7 @@ def load(environ=None) -> Settings:
         sessions_network=env.get("JUPYTERNOTEBOOK_SESSIONS_NETWORK", "jupyter-sessions"),
         cache_size=env.get("JUPYTERNOTEBOOK_CACHE_SIZE", "20G"),
         hub_port=int(env.get("JUPYTERNOTEBOOK_HUB_PORT", "8081")),
+        hub_connect_host=env.get("JUPYTERNOTEBOOK_HUB_CONNECT_HOST", ""),
         proxy_api_port=int(env.get("JUPYTERNOTEBOOK_PROXY_API_PORT", "8001")),
     )
     for key in RUNTIME_KEYS:

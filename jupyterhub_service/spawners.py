@@ -7,8 +7,10 @@ limits are not enforced by this spawner; use the docker spawner for that.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
@@ -65,4 +67,24 @@ class SessionLocalSpawner(LocalProcessSpawner):
 
     async def start(self):
         self.popen_kwargs = {**self.popen_kwargs, "cwd": self.home_dir}
-        return await super().start()
+        url = await super().start()
+        await self._wait_listening()
+        return url
+
+    async def _wait_listening(self) -> None:
+        """Return once the server accepts connections (or has died).
+
+        The hub polls a starting server with a growing, jittered backoff
+        (0.2 s doubling to 5 s), so it notices a ready server up to seconds
+        late; polling the port every 50 ms here makes its first check hit.
+        """
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return  # the hub reports the failure
+            try:
+                _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -178,6 +179,33 @@ class Store:
             if hub_user is not None:
                 q = q.where(SessionRecord.hub_user == hub_user)
             return list(s.scalars(q.order_by(SessionRecord.started_at)))
+
+    def live_counts(self) -> dict:
+        """Live (pending or ready) sessions by kind, counted in SQL."""
+        with self.db() as s:
+            rows = s.execute(
+                select(SessionRecord.user_kind, func.count())
+                .where(SessionRecord.status.in_(LIVE))
+                .group_by(SessionRecord.user_kind)
+            ).all()
+        counts = {"guest": 0, "user": 0}
+        counts.update({kind: n for kind, n in rows})
+        return counts
+
+    def soonest_expiry(self, user_kind: str | None = None, user_id: str | None = None):
+        with self.db() as s:
+            q = select(func.min(SessionRecord.expires_at)).where(SessionRecord.status.in_(LIVE))
+            if user_kind is not None:
+                q = q.where(SessionRecord.user_kind == user_kind)
+            if user_id is not None:
+                q = q.where(SessionRecord.user_id == user_id)
+            return aware(s.execute(q).scalar())
+
+    def expired(self, now: dt.datetime) -> list[SessionRecord]:
+        with self.db() as s:
+            q = (select(SessionRecord).where(SessionRecord.status == "ready")
+                 .where(SessionRecord.expires_at <= now))
+            return list(s.scalars(q))
 
     def find_ended(self, hub_user: str, server_name: str) -> SessionRecord | None:
         with self.db() as s:

@@ -80,6 +80,7 @@ _SETTINGS = [
     Setting("grant_ttl", "", _as_int),
     Setting("request_timeout", "", _as_int),
     Setting("launch_timeout", "", _as_int),
+    Setting("fetch_base_url", "CKAN_JUPYTERHUB_FETCH_BASE_URL", _as_str),
 ]
 
 SETTINGS: dict[str, Setting] = {s.short: s for s in _SETTINGS}

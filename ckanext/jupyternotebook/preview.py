@@ -35,8 +35,8 @@ DEFAULT_MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 PREVIEW_HEADERS = {
     "Content-Security-Policy": (
         "sandbox; default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'self'"
+        "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+        # no frame-ancestors: CKAN's "Embed" of a resource view must work
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -69,6 +70,10 @@ def admin(portal, bridge):
     yield save
     requests.post(f"{portal.url}/ckan-admin/reset_config", headers=headers,
                   allow_redirects=False, timeout=60)
+
+
+def live(bridge) -> list[dict]:
+    return [s for s in bridge.sessions() if s["status"] not in ("ended",)]
 
 
 def _pids(hub_stack) -> dict:
@@ -144,8 +149,8 @@ def test_lowering_max_guests_on_the_admin_page_refuses_the_next_guest_at_once(
     assert second.status_code == 429
 
     # the running guest session was not touched by the lower limit
-    live = [s for s in bridge.sessions() if s["status"] != "ended"]
-    assert len(live) == 1 and live[0]["status"] == "ready"
+    running = live(bridge)
+    assert len(running) == 1 and running[0]["status"] == "ready"
     assert _pids(hub_stack) == pids  # nothing was restarted
 
 
@@ -155,14 +160,14 @@ def test_changing_the_timeout_on_the_admin_page_changes_new_sessions_only(
     admin(timeout=1200)
     assert Browser().open_in_jupyter(portal.url,
                                       portal.dataset).status_code == 200
-    [before] = bridge.sessions()
+    [before] = live(bridge)
     lifetime = _parse(before["expires_at"]) - _parse(before["started_at"])
     assert lifetime == dt.timedelta(seconds=1200)
 
     admin(timeout=600)
     assert Browser().open_in_jupyter(portal.url,
                                       portal.dataset).status_code == 200
-    sessions = {s["id"]: s for s in bridge.sessions()}
+    sessions = {s["id"]: s for s in live(bridge)}
     [new_id] = set(sessions) - {before["id"]}
     new = sessions[new_id]
     assert _parse(new["expires_at"]) - _parse(new["started_at"]) \
@@ -185,8 +190,9 @@ def test_ckan_admin_reset_pushes_the_deployed_values_to_the_bridge(
 
 
 def test_non_sysadmin_gets_403_on_the_admin_pages_and_settings_actions(portal):
+    suffix = uuid.uuid4().hex[:8]
     user = portal.sysadmin.action.user_create(
-        name="plain-user-issue5", email="plain-issue5@example.org",
+        name=f"plain-user-{suffix}", email=f"plain-{suffix}@example.org",
         password="a-long-enough-password-1")
     token = portal.sysadmin.action.api_token_create(
         user=user["name"], name="t")["token"]
@@ -206,7 +212,7 @@ def test_the_admin_sessions_page_lists_a_live_session_and_stops_it(
     browser = Browser()
     assert browser.open_in_jupyter(portal.url,
                                    portal.dataset).status_code == 200
-    [session] = bridge.sessions()
+    [session] = live(bridge)
     headers = {"Authorization": portal.seed["api_token"]}
     page = requests.get(f"{portal.url}/ckan-admin/jupyter", headers=headers,
                         timeout=60)
@@ -238,7 +244,7 @@ def test_cli_status_sessions_and_stop_against_the_real_bridge(portal, bridge):
     browser = Browser()
     assert browser.open_in_jupyter(portal.url,
                                    portal.dataset).status_code == 200
-    [session] = bridge.sessions()
+    [session] = live(bridge)
 
     status = _ckan_cli(portal, "status")
     assert status.returncode == 0, status.stdout + status.stderr

@@ -6,7 +6,7 @@ from typing import Any
 import ckan.plugins.toolkit as tk
 from ckan.types import Context, DataDict
 
-from .. import grants, hub_client, identity, runtime_settings
+from .. import config, grants, hub_client, identity, runtime_settings
 from . import schema
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,10 @@ def _resource_entry(dataset: dict[str, Any],
     if resource.get("url_type") == "upload":
         # Uploads (public or private) come through CKAN's storage layer,
         # authorised by a grant naming only this resource.
-        entry["fetch_url"] = tk.url_for(
-            "jupyternotebook.fetch", resource_id=resource["id"],
-            grant=grants.sign([resource["id"]]), _external=True)
+        path = tk.url_for("jupyternotebook.fetch", resource_id=resource["id"],
+                          grant=grants.sign([resource["id"]]))
+        base = config.get("fetch_base_url") or tk.config.get("ckan.site_url")
+        entry["fetch_url"] = base.rstrip("/") + path
         entry["source"] = "ckan"
     else:
         # Links are fetched by the bridge itself, behind its SSRF guard.

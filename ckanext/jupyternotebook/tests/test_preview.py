@@ -305,3 +305,15 @@ def test_resource_view_is_translated(app, create_with_upload, locale, text):
     body = app.get(f"/{locale}/dataset/{dataset['name']}/resource/"
                    f"{resource['id']}").body
     assert text in body
+
+
+def test_default_views_gain_the_notebook_view_unless_turned_off():
+    from ckanext.jupyternotebook import notebook_view
+    config = {"ckan.views.default_views": "image_view datatables_view"}
+    notebook_view.add_to_default_views(config)
+    assert config["ckan.views.default_views"] == [
+        "image_view", "datatables_view", "jupyter_notebook"]
+    config = {"ckan.views.default_views": "image_view",
+              "ckanext.jupyternotebook.default_view": "false"}
+    notebook_view.add_to_default_views(config)
+    assert config["ckan.views.default_views"] == "image_view"

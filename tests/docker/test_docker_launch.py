@@ -1,0 +1,84 @@
+"""A launch through the real CKAN and bridge with the docker spawner: the
+visitor lands in JupyterLab in a container with its limits, and ending the
+session leaves nothing of it behind."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import requests
+
+from stack import ROOT, Stack
+from testing import Bridge, Browser, Lab
+
+pytestmark = pytest.mark.docker
+
+LABEL_SESSION = "org.ckan.jupyternotebook.session"
+
+
+@pytest.fixture(scope="module")
+def docker_portal(images, hub_stack):
+    # hub_stack holds the machine's test-stack lock; this stack runs beside it
+    stack = Stack(
+        directory=ROOT / ".test-stack-docker",
+        ckan_port=5060, hub_port=8060, bridge_port=6060, solr_port=hub_stack.solr_port,
+        hub_api_port=8061, proxy_api_port=8062, ckan_db="ckan_docker", redis_db="4",
+        api_token=hub_stack.token,
+        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
+                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M", "CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50"},
+    )
+    stack.stop()
+    for stale in ("storage", "hub", "logs"):
+        shutil.rmtree(stack.directory / stale, ignore_errors=True)
+    stack.prepare()
+    seed = stack.init_ckan()
+    stack.start_hub(JUPYTERNOTEBOOK_REAPER_INTERVAL="1")
+    stack.start_ckan()
+    yield stack, seed
+    stack.stop()
+
+
+def containers_of(docker_client, session_id):
+    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
+
+
+def test_a_launch_through_ckan_runs_in_a_limited_container_and_ends_without_a_trace(
+        docker_portal, docker_client):
+    stack, seed = docker_portal
+    bridge = Bridge(stack.bridge_url, stack.token)
+    browser = Browser()
+    final = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
+    assert final.status_code == 200, final.text[:300]
+    lab = Lab.from_url(browser.http, final.url)
+    data = lab.listing("data")
+    csv = next(n for n in data if n.endswith(".csv"))
+    assert lab.read(f"data/{csv}") == (ROOT / "dev" / "demo" / "cities.csv").read_bytes()
+    assert lab.write("scratch.txt", "gone soon").status_code in (200, 201)
+
+    (sess,) = bridge.sessions()
+    (container,) = containers_of(docker_client, sess["id"])
+    host = container.attrs["HostConfig"]
+    assert host["Memory"] == 512 * 1024**2
+    assert host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] and host["PidsLimit"] > 0
+    assert host["Privileged"] is False and not host.get("CapAdd")
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts["/home/jovyan/data"]["RW"] is False
+    assert not any("docker.sock" in m["Source"] for m in container.attrs["Mounts"])
+
+    out, err = lab.execute(
+        "try:\n    open('data/new.txt', 'w')\n    print('WROTE')\nexcept OSError:\n    print('refused')\n")
+    assert err is None and "refused" in out
+
+    volumes_before = {v.name for v in docker_client.volumes.list()}
+    assert bridge.call("DELETE", f"/api/sessions/{sess['id']}").status_code == 204
+    assert containers_of(docker_client, sess["id"]) == []
+    assert {v.name for v in docker_client.volumes.list()} <= volumes_before
+    assert not (stack.storage / "sessions" / sess["id"]).exists()
+
+    again = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
+    assert again.status_code == 200
+    lab2 = Lab.from_url(browser.http, again.url)
+    assert "scratch.txt" not in lab2.listing()
+    bridge.end_all()
