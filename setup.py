@@ -25,6 +25,9 @@ setup(
         "requests>=2.31,<3",
         "nbformat>=5.9,<6",
         "nbconvert>=7.16,<8",
+        # nbconvert's HTML export selects with BeautifulSoup; soupsieve 4.x
+        # fails to compile any selector on Debian 12's Python 3.11.2
+        "soupsieve>=2.5,<4",
     ],
     extras_require={
         # the JupyterHub sidecar (hub, bridge, spawners)
