@@ -197,6 +197,16 @@ class Lab:
         return [f"{k}: {v}" for k, v in self._headers().items()]
 
 
+def wait_until(predicate, timeout: float = 60.0, step: float = 0.3) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
 def xsrf_for(http: requests.Session, path: str) -> str:
     """The _xsrf cookie a browser would send to ``path`` (the hub and each
     server set their own, on their own paths)."""

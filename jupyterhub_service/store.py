@@ -15,7 +15,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Integer,
     String,
     create_engine,
     delete,

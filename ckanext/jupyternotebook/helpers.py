@@ -49,7 +49,7 @@ def jupyternotebook_duration(seconds: int | None) -> str:
 
 
 # --------------------------------------------------------------------------
-# issue 5: admin settings
+# admin settings
 
 
 def jupyternotebook_settings_pending() -> bool:

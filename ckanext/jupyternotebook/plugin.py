@@ -19,7 +19,7 @@ from . import logic, views
 class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
     p.implements(p.IConfigurer)
     p.implements(p.IConfigurable)
-    # issue 5 (notebook view, admin control, CLI, i18n): methods below
+    # the notebook view, admin control, CLI and translations
     p.implements(p.IResourceView, inherit=True)
     p.implements(p.ISignal)
     p.implements(p.IClick)
@@ -46,7 +46,7 @@ class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
         settings.check(config)
 
     # ------------------------------------------------------------------
-    # issue 5: the jupyter_notebook resource view, admin settings, CLI
+    # the jupyter_notebook resource view, admin settings, CLI
 
     # IResourceView
 

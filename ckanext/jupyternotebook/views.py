@@ -210,5 +210,5 @@ jupyternotebook.add_url_rule("/jupyter/session/<session_id>/stop",
 
 
 def blueprints() -> list[flask.Blueprint]:
-    from . import admin, notebook_view  # issue 5: preview and admin pages
+    from . import admin, notebook_view  # the preview and admin pages
     return [jupyternotebook, notebook_view.blueprint, admin.blueprint]

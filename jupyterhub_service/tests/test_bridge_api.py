@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import sqlite3
-import time
 
 import pytest
 import requests
+
+from testing import wait_until
 
 from .fileserver import FileServer, Route
 
@@ -26,14 +27,6 @@ def csv_resource(files, rid="res-1", hash_="h1"):
     return {"id": rid, "name": "Cities", "format": "CSV", "size": len(CSV), "hash": hash_,
             "fetch_url": files.url("/cities.csv"), "source": "ckan"}
 
-
-def wait_until(predicate, timeout=30.0, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def hub_users(hub_stack) -> set[str]:

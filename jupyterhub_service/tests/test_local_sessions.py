@@ -4,14 +4,13 @@ revert."""
 from __future__ import annotations
 
 import base64
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
 
-from testing import Lab
+from testing import Lab, wait_until
 
 from .fileserver import FileServer, Route
 
@@ -37,14 +36,6 @@ def open_lab(session) -> Lab:
     assert final.status_code == 200
     return Lab.from_url(http, final.url)
 
-
-def wait_until(predicate, timeout=60.0, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_data_is_byte_identical_and_start_here_loads_it(bridge, files):

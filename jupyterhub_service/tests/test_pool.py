@@ -9,18 +9,10 @@ import time
 import pytest
 import requests
 
-from testing import Lab
+from testing import Lab, wait_until
 
 from .fileserver import FileServer, Route
 
-
-def wait_until(predicate, timeout=90.0, step=0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def pool_ready(bridge) -> int:
@@ -74,7 +66,6 @@ def test_the_pool_never_exceeds_the_free_guest_slots(pool):
 def test_a_limit_change_replaces_pool_servers(pool, hub_stack):
     pool.put_settings(pool_size=1)
     assert wait_until(lambda: pool_ready(pool) == 1)
-    before = pool.launch  # noqa: F841 (keeps the fixture order explicit)
     import sqlite3
 
     def pool_users():

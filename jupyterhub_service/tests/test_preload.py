@@ -9,7 +9,6 @@ import socket
 import ssl
 import stat
 import threading
-from pathlib import Path
 
 import pytest
 import urllib3.util.connection

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import requests
 
 from stack import ROOT, Stack
 from testing import Bridge, Browser, Lab

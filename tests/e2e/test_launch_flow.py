@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
-import time
 import uuid
 
-import pytest
 import requests
 
-from testing import Browser, Lab
+from testing import Browser, Lab, wait_until
 
-
-def wait_until(predicate, timeout=60.0, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def csv_resource(portal, dataset):
@@ -79,7 +69,7 @@ def test_after_the_timeout_the_session_is_gone_and_a_new_one_is_fresh(portal, br
     assert lab.status() != 200
     ended_page = browser.get(first.url)
     assert "has ended" in ended_page.text
-    assert f"/dataset/" in ended_page.text
+    assert "/dataset/" in ended_page.text
 
     bridge.put_settings(timeout=1200)
     second = browser.open_in_jupyter(portal.url, portal.dataset)
