@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py dev-requirements.txt | system-deps
 	@# who cannot reach an interpreter under /root (pyenv and the like)
 	@test -x $(PY) || $$(test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools>=69" wheel
-	$(PY) -m pip install -q -r dev-requirements.txt -e ".[hub]"
+	$(PY) -m pip install -q -r dev-requirements.txt -e ".[hub,session]"
 	@touch $@
 
 ## Run the whole stack in the foreground (Ctrl-C stops it)

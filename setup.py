@@ -40,6 +40,14 @@ setup(
             "dockerspawner>=14,<15",
             "docker>=7,<8",
         ],
+        # what sessions use beyond JupyterLab (start_here.ipynb loads CSV/TSV,
+        # Excel, JSON and Parquet); the local spawner runs sessions from the
+        # hub's environment, the docker image installs the same list
+        "session": [
+            "pandas>=2.1,<4",
+            "openpyxl>=3.1,<4",
+            "pyarrow>=15",
+        ],
     },
     entry_points={
         "ckan.plugins": [
