@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 
 from .store import PoolRecord, utcnow
 
 log = logging.getLogger("bridge.pool")
 
-REFILL_DELAY = 3.0
+REFILL_QUIET = 5.0
 
 
 def pool_limits(rt: dict) -> dict:
@@ -37,7 +38,7 @@ class Pool:
         self.semaphore = asyncio.Semaphore(concurrency)
         self._pass: asyncio.Task | None = None
         self._again = False
-        self._starting: set[asyncio.Task] = set()
+        self._last_claim = 0.0
 
     # -- numbers ------------------------------------------------------------
 
@@ -61,13 +62,22 @@ class Pool:
         for rec in self.store.pool("ready"):
             if rec.limits == current:
                 self.store.pool_remove(rec.hub_user)
-                # refill a little later: a server starting now would compete
-                # with the claiming visitor's first requests
-                asyncio.get_running_loop().call_later(REFILL_DELAY, self.kick)
+                self._last_claim = time.monotonic()
+                asyncio.get_running_loop().call_later(REFILL_QUIET, self._refill_when_quiet)
                 return rec
         return None
 
     # -- keeping it full ----------------------------------------------------
+
+    def _refill_when_quiet(self) -> None:
+        """Refill once claims have stopped for REFILL_QUIET seconds: new
+        servers starting during a burst of claims would compete for the CPU
+        with the claiming visitors' logins and first page loads."""
+        quiet_for = time.monotonic() - self._last_claim
+        if quiet_for >= REFILL_QUIET - 0.05:
+            self.kick()
+        else:
+            asyncio.get_running_loop().call_later(REFILL_QUIET - quiet_for, self._refill_when_quiet)
 
     def settings_changed(self) -> None:
         self.kick()
