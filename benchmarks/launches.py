@@ -105,7 +105,11 @@ def bare_launch(hub: BareHub, user: str, options: dict, poll: float = 0.05) -> L
     t0 = time.monotonic()
     try:
         r = hub.api("POST", f"/users/{user}/servers/s", json=options)
-        if r.status_code not in (201, 202):
+        # JupyterHub 5.5.4 answers 500 (InvalidStateError in
+        # finish_user_spawn) to a spawn that outlasts slow_spawn_timeout while
+        # the server is still pending, as containers do here: poll on, and
+        # fail below if the server really stopped
+        if r.status_code not in (201, 202, 500):
             out.error = f"spawn answered {r.status_code}: {r.text[:200]}"
             return out
         deadline = time.monotonic() + 180

@@ -365,7 +365,7 @@ class PortalBench:
         bare = BareHub(spawner="docker", directory=BENCH_DIR / "bare-docker", port=8087,
                        api_port=8088, proxy_api_port=8089)
         bare.extra_env = {"CKAN_STORAGE_NOTEBOOK": str(bare.directory),
-                          "CKAN_JUPYTERHUB_SPAWNER": "docker", "BENCH_BARE_HTTP_TIMEOUT": "30"}
+                          "CKAN_JUPYTERHUB_SPAWNER": "docker", "BENCH_BARE_HTTP_TIMEOUT": "120"}
         try:
             bare.start()
             # one probe spawn first: when containers cannot start here, say so
