@@ -8,7 +8,9 @@ import pytest
 import ckan.plugins.toolkit as tk
 
 
-@pytest.mark.usefixtures("with_plugins", "with_request_context")
+# clean_db: settings an admin saved (system_info) outrank ckan.ini, and an
+# earlier test may have saved some
+@pytest.mark.usefixtures("clean_db", "with_plugins", "with_request_context")
 class TestLaunchMode:
     def test_a_guest_may_launch_a_public_dataset(self):
         assert tk.h.jupyternotebook_launch_mode({"private": False}) == "launch"
