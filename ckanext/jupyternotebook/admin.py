@@ -12,7 +12,7 @@ import flask
 
 import ckan.plugins.toolkit as tk
 
-from . import runtime_settings
+from . import hub_client, runtime_settings
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,6 @@ def _sysadmins_only():
                                   "administer"))
 
 
-def _parse_time(value: Any) -> Optional[dt.datetime]:
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def duration(seconds: Optional[float]) -> str:
@@ -63,8 +55,8 @@ def session_rows(sessions: list[dict[str, Any]],
     now = now or dt.datetime.now(dt.timezone.utc)
     rows = []
     for session in sessions:
-        started = _parse_time(session.get("started_at"))
-        expires = _parse_time(session.get("expires_at"))
+        started = hub_client.parse_time(session.get("started_at"))
+        expires = hub_client.parse_time(session.get("expires_at"))
         row = dict(session)
         row["age"] = duration((now - started).total_seconds()) \
             if started else "–"

@@ -6,6 +6,7 @@ from typing import Any
 import ckan.plugins.toolkit as tk
 
 from . import config as settings
+from . import hub_client
 
 
 def jupyternotebook_launch_mode(pkg: dict[str, Any]) -> str:
@@ -23,14 +24,9 @@ def jupyternotebook_guest_access() -> bool:
 
 
 def jupyternotebook_seconds_left(expires_at: str | None) -> int | None:
-    if not expires_at:
+    when = hub_client.parse_time(expires_at)
+    if when is None:
         return None
-    try:
-        when = dt.datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
     now = dt.datetime.now(dt.timezone.utc)
     return max(0, int((when - now).total_seconds()))
 

@@ -60,6 +60,18 @@ class NotFound(tk.ObjectNotFound):
         self.code = "not_found"
 
 
+def parse_time(value) -> dt.datetime | None:
+    """An ISO 8601 time from the bridge (``...Z``) as an aware datetime;
+    None when empty or unreadable."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
 def _seconds_until(value: Any) -> int | None:
     """Parse a Retry-After style value: seconds, ISO 8601 or an HTTP date."""
     if value is None or value == "":
@@ -68,16 +80,14 @@ def _seconds_until(value: Any) -> int | None:
         return max(0, int(float(value)))
     except (TypeError, ValueError):
         pass
-    when = None
-    try:
-        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+    when = parse_time(value)
+    if when is None:
         try:
             when = parsedate_to_datetime(str(value))
         except (TypeError, ValueError):
             return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
     now = dt.datetime.now(dt.timezone.utc)
     return max(0, int((when - now).total_seconds()))
 

@@ -30,6 +30,7 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 
 from . import config as settings
+from . import hub_client
 
 log = logging.getLogger(__name__)
 
@@ -224,23 +225,14 @@ def push(client=None) -> dict[str, Any]:
     return answer
 
 
-def _parse_time(value: Any):
-    import datetime as dt
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def bridge_is_behind(reported: dict[str, Any]) -> bool:
     """The bridge holds settings older than CKAN's last push (or none)."""
-    pushed_at = _parse_time(model.get_system_info(PUSHED_AT_KEY))
+    pushed_at = hub_client.parse_time(model.get_system_info(PUSHED_AT_KEY))
     if pushed_at is None:
         return False  # never pushed: the bridge's deployed values stand
-    reported_at = _parse_time(reported.get("updated_at"))
+    reported_at = hub_client.parse_time(reported.get("updated_at"))
     return reported_at is None or reported_at < pushed_at
 
 
