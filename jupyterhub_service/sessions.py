@@ -18,6 +18,7 @@ import shutil
 import time
 from collections import defaultdict, deque
 from pathlib import Path
+from urllib.parse import urlencode
 
 from . import launch_ticket, start_here
 from .hub_api import HubAPI, HubError, HubUnavailable
@@ -176,8 +177,6 @@ class Sessions:
         base = self.settings.hub_base_url.rstrip("/") + "/"
         next_path = f"{base}user/{rec.hub_user}/{rec.server_name}/lab/tree/{open_path or rec.open_path}"
         ticket = launch_ticket.issue(self.ticket_key, rec.hub_user, rec.server_name, next_path)
-        from urllib.parse import urlencode
-
         return f"{self.settings.hub_url.rstrip('/')}{base}hub/login?" + urlencode(
             {"ticket": ticket, "next": next_path}
         )
@@ -210,9 +209,7 @@ class Sessions:
         if kind == "guest" and not rt["guest_access"]:
             raise BridgeError(403, "guest_access_off", "Guest sessions are turned off on this portal.")
         resources = req.get("resources", [])
-        notebook_name = None
-        if req.get("notebook_resource_id"):
-            notebook_name = req["notebook_resource_id"]
+        notebook_id = req.get("notebook_resource_id")
 
         to_end: list[str] = []
         async with self.lock:
@@ -231,7 +228,7 @@ class Sessions:
                 rec = self.store.get(rec.id)
             if rec.status != "ready":
                 raise BridgeError(503, "hub_unavailable", rec.message or "The session could not start.")
-            return self._answer(rec, notebook_name, resources), False
+            return self._answer(rec, notebook_id), False
 
         if kind == "guest":
             # only new sessions count: going back to a running one is free
@@ -306,7 +303,7 @@ class Sessions:
         for sid in to_end:
             asyncio.ensure_future(self.end(sid, "replaced by a new guest session"))
         try:
-            await self._start(rec, resources, req.get("notebook_resource_id"))
+            await self._start(rec, resources, notebook_id)
             rec = self.store.get(rec.id)
         except BaseException as e:
             if not fut.done():
@@ -318,7 +315,7 @@ class Sessions:
         self.in_flight.pop(rec.id, None)
         if self.pool is not None:
             self.pool.kick()
-        return self._answer(rec, notebook_name, resources), True
+        return self._answer(rec, notebook_id), True
 
     @staticmethod
     def _full(code, message, active: int, limit: int, soonest) -> BridgeError:
@@ -331,7 +328,7 @@ class Sessions:
             soonest_expires_at=iso(soonest),
         )
 
-    def _answer(self, rec: SessionRecord, notebook_resource_id, resources) -> dict:
+    def _answer(self, rec: SessionRecord, notebook_resource_id: str | None) -> dict:
         open_path = rec.open_path
         if notebook_resource_id:
             for nb in rec.notebooks or []:
