@@ -8,6 +8,12 @@ ini="${CKAN_INI:-/srv/app/ckan.ini}"
 [ -f "$ini" ] || ln -sf /srv/app/config/ckan.ini "$ini"
 if [ ! -s /srv/app/config/ckan.ini ]; then
     ckan generate config /srv/app/config/ckan.ini
+    # The generated file sets these to empty values, which CKAN hands to
+    # Flask as `Domain=` on the session cookie: browsers ignore that, but
+    # Python's cookie jar (scripts, the tests) drops the cookie, so every
+    # form POST fails its CSRF check. Unset, the cookie is host-only.
+    sed -i -e '/^SESSION_COOKIE_DOMAIN *= *$/d' -e '/^SESSION_COOKIE_PATH *= *$/d' \
+        /srv/app/config/ckan.ini
 fi
 ckan config-tool "$ini" \
     "ckan.site_url = ${CKAN_SITE_URL:?set CKAN_SITE_URL}" \

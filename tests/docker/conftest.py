@@ -57,12 +57,13 @@ def _image_exists(client, name: str) -> bool:
 
 @pytest.fixture(scope="session")
 def images(docker_client):
-    """The session and hub images, built side by side when missing or stale
-    (docker/build-images.sh skips those built from the current sources)."""
+    """Every image of the compose stack, as `make images` builds them: side
+    by side when missing or stale (docker/build-images.sh skips those built
+    from the current sources)."""
     subprocess.run(
-        ["bash", str(REPO / "docker" / "build-images.sh"), "singleuser", "hub"],
+        ["bash", str(REPO / "docker" / "build-images.sh")],
         check=True,
-        timeout=1800,
+        timeout=2400,
     )
     return {"singleuser": SINGLEUSER_IMAGE, "hub": HUB_IMAGE}
 
@@ -111,3 +112,23 @@ def backend_db(docker_client, helper_image, run_id):
     yield {"network": network.name, "name": container.name, "ip": ip, "port": 5432}
     container.remove(force=True)
     network.remove()
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_client):
+    """A single-node swarm; left as found (``leave --force`` only if we made it)."""
+    state = docker_client.info()["Swarm"]["LocalNodeState"]
+    had_gwbridge = bool(docker_client.networks.list(names=["docker_gwbridge"]))
+    created = False
+    if state != "active":
+        try:
+            docker_client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+        except Exception as e:  # noqa: BLE001 - reported as a skip reason
+            pytest.skip(f"docker swarm init failed here: {e}")
+        created = True
+    yield
+    if created:
+        docker_client.swarm.leave(force=True)
+        if not had_gwbridge:
+            for n in docker_client.networks.list(names=["docker_gwbridge"]):
+                n.remove()

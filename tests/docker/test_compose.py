@@ -23,8 +23,9 @@ def compose_command() -> list[str]:
 
 @pytest.mark.parametrize(
     "files",
-    [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.local.yml"]],
-    ids=["production", "local"],
+    [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.local.yml"],
+     ["docker-compose.yml", "docker-compose.swarm.yml"]],
+    ids=["production", "local", "swarm"],
 )
 def test_compose_config_validates(files):
     args = [a for f in files for a in ("-f", f)]
@@ -48,3 +49,18 @@ def test_sessions_never_join_the_backend_network():
         assert set(config["services"][name]["networks"]) == {"backend"}
     assert config["networks"]["backend"]["name"] == "ckan-backend"
     assert config["networks"]["sessions"]["name"] == "jupyter-sessions"
+
+
+def test_the_swarm_override_makes_the_named_sessions_network_an_attachable_overlay():
+    r = subprocess.run(
+        [*compose_command(), "--env-file", ".env.example", "-f", "docker-compose.yml",
+         "-f", "docker-compose.swarm.yml", "config"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    import yaml
+
+    config = yaml.safe_load(r.stdout)
+    sessions = config["networks"]["sessions"]
+    assert sessions == {"name": "jupyter-sessions", "driver": "overlay", "attachable": True}
+    assert config["services"]["jupyterhub"]["environment"]["CKAN_JUPYTERHUB_SPAWNER"] == "swarm"
+    assert set(config["services"]["jupyterhub"]["networks"]) == {"backend", "sessions"}

@@ -17,7 +17,7 @@ LABEL_SESSION = "org.ckan.jupyternotebook.session"
 
 
 @pytest.fixture(scope="module")
-def docker_portal(images, hub_stack):
+def docker_portal(images, hub_stack, docker_client, run_id):
     # hub_stack holds the machine's test-stack lock; this stack runs beside it
     stack = Stack(
         directory=ROOT / ".test-stack-docker",
@@ -25,7 +25,9 @@ def docker_portal(images, hub_stack):
         hub_api_port=8061, proxy_api_port=8062, ckan_db="ckan_docker", redis_db="4",
         api_token=hub_stack.token,
         extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M", "CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50"},
+                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M", "CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50",
+                   # a network of this run's own, removed at the end
+                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": f"jn-test-sessions-launch-{run_id}"},
     )
     stack.stop()
     for stale in ("storage", "hub", "logs"):
@@ -36,6 +38,10 @@ def docker_portal(images, hub_stack):
     stack.start_ckan()
     yield stack, seed
     stack.stop()
+    for network in docker_client.networks.list(names=[f"jn-test-sessions-launch-{run_id}"]):
+        for container in docker_client.containers.list(all=True, filters={"network": network.id}):
+            container.remove(force=True)
+        network.remove()
 
 
 def containers_of(docker_client, session_id):

@@ -25,26 +25,6 @@ NAME = f"jupyter-{USER}--{SERVER}"  # container (docker) or service (swarm)
 TEST_USERS = (USER, "pooled", "mallory")
 
 
-@pytest.fixture(scope="session")
-def swarm(docker_client):
-    """A single-node swarm; left as found (``leave --force`` only if we made it)."""
-    state = docker_client.info()["Swarm"]["LocalNodeState"]
-    had_gwbridge = bool(docker_client.networks.list(names=["docker_gwbridge"]))
-    created = False
-    if state != "active":
-        try:
-            docker_client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
-        except Exception as e:  # noqa: BLE001 - reported as a skip reason
-            pytest.skip(f"docker swarm init failed here: {e}")
-        created = True
-    yield
-    if created:
-        docker_client.swarm.leave(force=True)
-        if not had_gwbridge:
-            for n in docker_client.networks.list(names=["docker_gwbridge"]):
-                n.remove()
-
-
 @pytest.fixture(scope="module", params=["docker", "swarm"])
 def kind(request):
     if request.param == "swarm":

@@ -1,0 +1,231 @@
+"""The compose stack, as an operator runs it: `make images`, then
+`docker-compose up` with the local override (no registry here, so PostgreSQL
+and Redis are the Debian-built stand-ins and Solr is the stand-in) and, for
+swarm, the swarm override. A visitor opens the seeded dataset in Jupyter
+through CKAN's page and lands in JupyterLab in a session container that can
+reach the hub and nothing of the portal's backend; stopping the session
+(`ckan jupyter stop` in the CKAN container) leaves nothing of it behind."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from session_harness import REPO, free_port, wait_for
+from testing import Browser, Lab
+
+pytestmark = pytest.mark.docker
+
+LABEL_SESSION = "org.ckan.jupyternotebook.session"
+DEMO = REPO / "dev" / "demo"
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    pytest.skip("neither docker-compose nor docker compose is installed")
+
+
+class ComposeStack:
+    """One `docker-compose up` of the repository's compose files."""
+
+    def __init__(self, workdir: Path, kind: str):
+        self.kind = kind
+        self.workdir = workdir
+        self.project = f"jntest{kind}{secrets.token_hex(3)}"
+        self.ckan_port, self.hub_port = free_port(), free_port()
+        self.ckan_url = f"http://127.0.0.1:{self.ckan_port}"
+        self.hub_url = f"http://127.0.0.1:{self.hub_port}"
+        self.storage = workdir / "storage"
+        self.storage.mkdir(parents=True)
+        self.backend = f"{self.project}-backend"
+        self.sessions_network = f"{self.project}-sessions"
+        env = {
+            "CKAN_SITE_URL": self.ckan_url,
+            "CKAN_JUPYTERNOTEBOOK_URL": self.hub_url,
+            "CKAN_PORT": self.ckan_port,
+            "HUB_PORT": self.hub_port,
+            "CKAN_JUPYTERHUB_API_TOKEN": secrets.token_hex(32),
+            "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "CKAN_STORAGE_NOTEBOOK": self.storage,
+            "CKAN_NETWORK": self.backend,
+            "JUPYTERNOTEBOOK_SESSIONS_NETWORK": self.sessions_network,
+            "CKAN_JUPYTERHUB_SPAWNER": kind,
+            "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
+            "CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50",
+        }
+        self.env_file = workdir / ".env"
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        files = ["docker-compose.yml", "docker-compose.local.yml"]
+        if kind == "swarm":
+            files.append("docker-compose.swarm.yml")
+        self.command = [*compose_command(), "--project-name", self.project,
+                        "--project-directory", str(REPO), "--env-file", str(self.env_file)]
+        for f in files:
+            self.command += ["-f", str(REPO / f)]
+
+    def compose(self, *args, timeout=600, check=True) -> subprocess.CompletedProcess:
+        r = subprocess.run([*self.command, *args], cwd=REPO, capture_output=True,
+                           text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"compose {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def container(self, service: str) -> str:
+        return f"{self.project}_{service}_1"
+
+    def exec(self, service: str, *cmd: str, timeout=300) -> str:
+        r = subprocess.run(["docker", "exec", self.container(service), *cmd],
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, f"{cmd} in {service} failed:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def answers(self, url: str) -> bool:
+        try:
+            return requests.get(url, timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def up(self):
+        self.compose("up", "-d", "--no-build")
+        wait_for(lambda: self.answers(f"{self.ckan_url}/api/3/action/status_show"), 300,
+                 interval=2, what="CKAN in the compose stack to answer")
+        wait_for(lambda: self.answers(f"{self.hub_url}/hub/health"), 120,
+                 interval=2, what="the hub in the compose stack to answer")
+
+    def seed(self) -> dict:
+        """dev/seed.py run inside the CKAN container: a public dataset with an
+        uploaded CSV, stored in CKAN's storage volume."""
+        ckan = self.container("ckan")
+        subprocess.run(["docker", "exec", "-u", "0", ckan, "mkdir", "-p", "/tmp/seed"], check=True)
+        for path in (REPO / "dev" / "seed.py", DEMO):
+            subprocess.run(["docker", "cp", str(path), f"{ckan}:/tmp/seed/"], check=True)
+        subprocess.run(["docker", "exec", "-u", "0", ckan, "chmod", "-R", "a+rX", "/tmp/seed"],
+                       check=True)
+        out = self.exec("ckan", "python3", "/tmp/seed/seed.py", "--config", "/srv/app/ckan.ini")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def ckan_cli(self, *args: str) -> str:
+        return self.exec("ckan", "ckan", "jupyter", *args)
+
+    def logs(self) -> str:
+        return self.compose("logs", "--no-color", "--tail", "60", check=False, timeout=120).stdout
+
+    def down(self, docker_client):
+        """The stack, its volumes and whatever the hub left on the sessions
+        network (a failed test may leave a session behind)."""
+        import docker
+
+        if self.kind == "swarm":
+            try:
+                network_id = docker_client.networks.get(self.sessions_network).id
+            except docker.errors.NotFound:
+                network_id = None
+            for svc in docker_client.services.list():
+                nets = svc.attrs["Spec"]["TaskTemplate"].get("Networks") or []
+                if any(n.get("Target") in (network_id, self.sessions_network) for n in nets):
+                    svc.remove()
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20",
+                     check=False, timeout=300)
+        for c in docker_client.containers.list(
+                all=True, filters={"network": self.sessions_network}):
+            c.remove(force=True)
+        self.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def session_containers(docker_client, session_id: str):
+    return docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
+
+
+def session_services(docker_client, session_id: str):
+    return [s for s in docker_client.services.list()
+            if s.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Labels", {})
+            .get(LABEL_SESSION) == session_id]
+
+
+@pytest.fixture(scope="module", params=["docker", "swarm"])
+def compose_stack(request, docker_client, images, tmp_path_factory):
+    kind = request.param
+    if kind == "swarm":
+        request.getfixturevalue("swarm")
+    workdir = Path(tmp_path_factory.mktemp(f"compose-{kind}"))
+    workdir.chmod(0o755)
+    stack = ComposeStack(workdir, kind)
+    try:
+        try:
+            stack.up()
+            seed = stack.seed()
+        except (AssertionError, TimeoutError) as e:
+            raise AssertionError(f"{e}\n--- compose logs ---\n{stack.logs()}") from None
+        yield stack, seed
+    finally:
+        stack.down(docker_client)
+
+
+PROBE = """
+import os, socket, urllib.request
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "open"
+    except OSError as e:
+        return type(e).__name__
+found = {f"{h}:{p}": reach(h, p) for h, p in
+         [("db", 5432), ("redis", 6379), ("solr", 8983), ("ckan", 5000)]}
+hub = urllib.request.urlopen(os.environ["JUPYTERHUB_API_URL"], timeout=10).status
+print(repr((found, hub)))
+"""
+
+
+def test_a_visitor_launch_in_the_compose_stack_reaches_jupyterlab_cut_off_from_the_backend(
+        compose_stack, docker_client):
+    stack, seed = compose_stack
+    volumes_before = {v.name for v in docker_client.volumes.list()}
+    browser = Browser()
+    final = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
+    assert final.status_code == 200, final.text[:500]
+    assert final.url.startswith(stack.hub_url), final.url
+    lab = Lab.from_url(browser.http, final.url)
+    assert lab.read("data/cities.csv") == (DEMO / "cities.csv").read_bytes()
+    assert "start_here.ipynb" in lab.listing()
+
+    (session,) = json.loads(stack.ckan_cli("sessions", "--json"))
+    if stack.kind == "swarm":
+        (service,) = session_services(docker_client, session["id"])
+        resources = service.attrs["Spec"]["TaskTemplate"]["Resources"]["Limits"]
+        assert resources["MemoryBytes"] == 512 * 1024**2
+        assert resources["NanoCPUs"] == 500_000_000
+    (container,) = session_containers(docker_client, session["id"])
+    host = container.attrs["HostConfig"]
+    assert host["Memory"] == 512 * 1024**2
+    assert host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] and host["PidsLimit"] > 0
+    assert host["Privileged"] is False and not host.get("CapAdd")
+    assert set(container.attrs["NetworkSettings"]["Networks"]) == {stack.sessions_network}
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts["/home/jovyan/data"]["RW"] is False
+    assert not any("docker.sock" in (m.get("Source") or "") for m in container.attrs["Mounts"])
+
+    out, err = lab.execute(PROBE)
+    assert err is None, err
+    found, hub_status = eval(out.strip())  # noqa: S307 - our own repr
+    assert hub_status == 200
+    assert all(state != "open" for state in found.values()), found
+
+    assert f"stopped {session['id']}" in stack.ckan_cli("stop", session["id"])
+    wait_for(lambda: not session_containers(docker_client, session["id"]), 60,
+             what="the session's container to be removed")
+    if stack.kind == "swarm":
+        assert session_services(docker_client, session["id"]) == []
+    assert {v.name for v in docker_client.volumes.list()} <= volumes_before
+    assert json.loads(stack.ckan_cli("sessions", "--json")) == []
