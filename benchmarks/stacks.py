@@ -337,8 +337,12 @@ class BareHub:
         pw = pwd.getpwnam(SESSION_USER)
         os.chown(home, pw.pw_uid, pw.pw_gid)
         os.chmod(home, 0o755)
+        # a container copies its seed into a home where ~/data is already a
+        # read-only mount: the seed must not hold a data directory itself
+        seed = sdir / "seed"
+        seed.mkdir(mode=0o755, exist_ok=True)
         return {"home_dir": str(home), "data_dir": str(home / "data"),
-                "home_seed_dir": str(home), "session_id": name,
+                "home_seed_dir": str(seed), "session_id": name,
                 "limits": {"cpu_percent": 50, "memory_limit": "1G", "pids": 256},
                 "open_path": ""}
 

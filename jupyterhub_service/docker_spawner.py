@@ -164,6 +164,32 @@ class SessionContainerMixin(DockerSpawner):
             volumes[seed_dir] = {"bind": self.seed_mount, "mode": "ro"}
         return volumes
 
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Return once the server accepts connections, or its container or
+        task is gone (the hub then reports the failure).
+
+        The hub polls a starting server with a growing, jittered backoff
+        (0.2 s doubling to 5 s), so it notices a ready server up to seconds
+        late; polling the port every 50 ms here makes its first check hit.
+        Once a second the container's state is checked: a container that
+        exited at once must not be waited on until the timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.http_timeout
+        next_poll = loop.time() + 1
+        while loop.time() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
+                writer.close()
+                return
+            except (OSError, asyncio.TimeoutError):
+                pass
+            if loop.time() >= next_poll:
+                next_poll = loop.time() + 1
+                if await self.poll() is not None:
+                    return
+            await asyncio.sleep(0.05)
+
     def session_labels(self) -> dict:
         return {
             LABEL_HUB_USER: self.user.name,
@@ -209,7 +235,9 @@ class SessionDockerSpawner(SessionContainerMixin):
 
     async def start(self):
         self.apply_session_options()
-        return await super().start()
+        ip, port = await super().start()
+        await self._wait_listening(ip, port)
+        return ip, port
 
     async def create_object(self):
         cpus = self.cpu_limit
@@ -269,7 +297,9 @@ class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
                 **self.session_labels(),
             },
         }
-        return await super().start()
+        ip, port = await super().start()
+        await self._wait_listening(ip, port)
+        return ip, port
 
     def _docker(self, method, *args, **kwargs):
         if method == "create_service":
