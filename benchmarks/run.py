@@ -695,8 +695,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-scale", action="store_true", help="skip the simulated scale run")
     p.add_argument("--no-big", action="store_true", help="skip the 1 GiB preload")
     p.add_argument("--no-docker", action="store_true", help="skip the docker spawner")
-    p.add_argument("--docker-launches", type=int, default=5,
-                   help="sequential launches per kind with the docker spawner (5)")
+    p.add_argument("--docker-launches", type=int, default=10,
+                   help="sequential launches per kind with the docker spawner (10)")
     p.add_argument("--only", default="",
                    help="comma-separated: cold,warm,simultaneous,pool,big,docker,scale")
     p.add_argument("--keep", action="store_true", help="keep .bench-stack/ for inspection")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 from pathlib import Path
@@ -38,6 +39,13 @@ class APIHandler(web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self):
+        # Session containers share a network with the hub, and with it this
+        # port: they are turned away before the token is even looked at.
+        peer = _address(self.request.remote_ip)
+        if peer is not None and any(
+                peer in net for net in self.application.settings["refused_networks"]):
+            self.fail(BridgeError(403, "forbidden", "Sessions cannot call the bridge."))
+            return
         token = self.application.settings["api_token"]
         header = self.request.headers.get("Authorization", "")
         given = header[7:] if header.startswith("Bearer ") else ""
@@ -139,7 +147,22 @@ class OpenAPIHandler(APIHandler):
         self.finish(OPENAPI.read_text())
 
 
-def make_app(settings: Settings, store: Store, hub: HubAPI) -> web.Application:
+# No xheaders: the peer address is the connection's, which no caller can
+# rewrite with an X-Forwarded-For header.
+HTTP_SERVER_OPTIONS: dict = {"xheaders": False}
+
+
+def _address(text: str):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def make_app(settings: Settings, store: Store, hub: HubAPI,
+             refused_networks=()) -> web.Application:
+    """``refused_networks``: peers in these networks (the sessions network)
+    get 403 whatever token they send."""
     sessions = Sessions(settings, store, hub)
     return web.Application(
         [
@@ -152,6 +175,7 @@ def make_app(settings: Settings, store: Store, hub: HubAPI) -> web.Application:
         ],
         sessions=sessions,
         api_token=settings.api_token,
+        refused_networks=[ipaddress.ip_network(n) for n in refused_networks],
     )
 
 
@@ -176,7 +200,14 @@ def main() -> None:
     api_url, token = hub_api_env()
     store = Store(settings.bridge_db_url)
     hub = HubAPI(api_url, token)
-    app = make_app(settings, store, hub)
+    refused = []
+    if settings.spawner != "local":
+        from .docker_spawner import network_subnets
+
+        refused = network_subnets(settings.sessions_network)
+        log.info("refusing callers from the sessions network %s (%s)",
+                 settings.sessions_network, ", ".join(map(str, refused)) or "no subnet found")
+    app = make_app(settings, store, hub, refused_networks=refused)
     sessions = app.settings["sessions"]
     sessions.pool = Pool(sessions)
     if settings.spawner != "local":
@@ -184,7 +215,7 @@ def main() -> None:
 
         sessions.on_claim = claim_hook(settings)
     IOLoop.current().add_callback(sessions.recover)
-    app.listen(settings.bridge_port, address=settings.bridge_host, xheaders=True)
+    app.listen(settings.bridge_port, address=settings.bridge_host, **HTTP_SERVER_OPTIONS)
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
     PeriodicCallback(lambda: asyncio.ensure_future(reap_once(sessions)),
                      settings.reaper_interval * 1000).start()

@@ -364,6 +364,26 @@ def ensure_sessions_network(client, name: str, swarm: bool = False) -> dict:
     return client.inspect_network(name)
 
 
+def network_subnets(name: str) -> list:
+    """The subnets of a Docker network ([] when it does not exist yet or the
+    engine does not answer)."""
+    import docker
+
+    try:
+        client = docker.APIClient(version="auto")
+        try:
+            found = [n for n in client.networks(names=[name]) if n["Name"] == name]
+            if not found:
+                return []
+            configs = (client.inspect_network(name).get("IPAM") or {}).get("Config") or []
+        finally:
+            client.close()
+    except docker.errors.DockerException as e:
+        log.warning("cannot inspect the sessions network %s: %s", name, e)
+        return []
+    return [ipaddress.ip_network(c["Subnet"], strict=False) for c in configs if c.get("Subnet")]
+
+
 def network_gateway(network: dict) -> str | None:
     for cfg in (network.get("IPAM") or {}).get("Config") or []:
         gateway = cfg.get("Gateway")

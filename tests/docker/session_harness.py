@@ -6,6 +6,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +26,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def compose_command() -> list[str]:
+    """Debian's docker-compose (v1), else the compose plugin."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    pytest.skip("neither docker-compose nor docker compose is installed")
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):

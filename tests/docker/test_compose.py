@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from session_harness import REPO, compose_command
+
 pytestmark = pytest.mark.docker
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    pytest.skip("neither docker-compose nor docker compose is installed")
-
 
 @pytest.mark.parametrize(
     "files",

@@ -17,21 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from session_harness import REPO, free_port, wait_for
+from session_harness import REPO, compose_command, free_port, wait_for
 from testing import Browser, Lab
 
 pytestmark = pytest.mark.docker
 
 LABEL_SESSION = "org.ckan.jupyternotebook.session"
 DEMO = REPO / "dev" / "demo"
-
-
-def compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    pytest.skip("neither docker-compose nor docker compose is installed")
 
 
 class ComposeStack:
@@ -173,7 +165,7 @@ def compose_stack(request, docker_client, images, tmp_path_factory):
 
 
 PROBE = """
-import os, socket, urllib.request
+import json, os, socket, urllib.error, urllib.request
 def reach(host, port):
     try:
         socket.create_connection((host, port), timeout=3).close()
@@ -183,7 +175,12 @@ def reach(host, port):
 found = {f"{h}:{p}": reach(h, p) for h, p in
          [("db", 5432), ("redis", 6379), ("solr", 8983), ("ckan", 5000)]}
 hub = urllib.request.urlopen(os.environ["JUPYTERHUB_API_URL"], timeout=10).status
-print(repr((found, hub)))
+try:  # the bridge shares the hub's container, and so its sessions-network address
+    bridge = urllib.request.urlopen(
+        "http://jupyterhub:6000/api/settings", timeout=10).status
+except urllib.error.HTTPError as e:
+    bridge = e.code
+print(json.dumps([found, hub, bridge]))
 """
 
 
@@ -218,8 +215,9 @@ def test_a_visitor_launch_in_the_compose_stack_reaches_jupyterlab_cut_off_from_t
 
     out, err = lab.execute(PROBE)
     assert err is None, err
-    found, hub_status = eval(out.strip())  # noqa: S307 - our own repr
+    found, hub_status, bridge_status = json.loads(out.strip().splitlines()[-1])
     assert hub_status == 200
+    assert bridge_status == 403  # refused before any token is looked at
     assert all(state != "open" for state in found.values()), found
 
     assert f"stopped {session['id']}" in stack.ckan_cli("stop", session["id"])
