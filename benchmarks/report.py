@@ -224,9 +224,12 @@ def chart(r: dict, path: Path) -> None:
         ("20 at once, ours", totals(_g(r, "simultaneous", "cold", "runs"))),
         ("20 at once, bare", totals(_g(r, "simultaneous", "bare", "runs"))),
         ("20 at once, pool", totals(_g(r, "simultaneous", "pool", "runs"))),
+        ("docker cold, ours", totals(_g(r, "docker_cold", "ours"))),
+        ("docker cold, bare", totals(_g(r, "docker_cold", "bare"))),
+        ("docker warm, ours", totals(_g(r, "docker_warm", "runs"))),
     ]
     series = [(n, v) for n, v in series if v]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [3, 1]})
     ax = axes[0]
     if series:
         ax.boxplot([v for _, v in series], showfliers=True)
@@ -235,7 +238,7 @@ def chart(r: dict, path: Path) -> None:
             ax.scatter([i] * len(v), v, s=10, alpha=0.5)
     ax.set_yscale("log")
     ax.set_ylabel("seconds, launch POST → /api/status 200 (log scale)")
-    ax.set_title("Launch latency (local spawner)")
+    ax.set_title("Launch latency (local spawner; docker spawner where an engine answers)")
     ax.grid(axis="y", alpha=0.3)
     ax = axes[1]
     lat = [x * 1000 for x in _g(r, "scale", "latencies", default=[])]
