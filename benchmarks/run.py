@@ -365,7 +365,8 @@ class PortalBench:
         bare = BareHub(spawner="docker", directory=BENCH_DIR / "bare-docker", port=8087,
                        api_port=8088, proxy_api_port=8089)
         bare.extra_env = {"CKAN_STORAGE_NOTEBOOK": str(bare.directory),
-                          "CKAN_JUPYTERHUB_SPAWNER": "docker", "BENCH_BARE_HTTP_TIMEOUT": "120"}
+                          "CKAN_JUPYTERHUB_SPAWNER": "docker", "BENCH_BARE_HTTP_TIMEOUT": "120",
+                          "JUPYTERNOTEBOOK_SESSIONS_NETWORK": BENCH_NETWORK}
         try:
             bare.start()
             # one probe spawn first: when containers cannot start here, say so
@@ -383,7 +384,8 @@ class PortalBench:
             st = self.stack
             st.stop_hub()
             st.start_hub(CKAN_SITE_URL=st.ckan_url, JUPYTERNOTEBOOK_REAPER_INTERVAL="5",
-                         CKAN_JUPYTERHUB_SPAWNER="docker")
+                         CKAN_JUPYTERHUB_SPAWNER="docker",
+                         JUPYTERNOTEBOOK_SESSIONS_NETWORK=BENCH_NETWORK)
             self.bridge.put_settings(guest_rate_limit=0, max_guests=60, max_sessions=200,
                                      pool_size=0)
             self.cold(n=n, bare=bare, key="docker_cold", profile=False)
@@ -396,6 +398,7 @@ class PortalBench:
         finally:
             bare.stop()
             remove_containers("bare-")
+            remove_network(BENCH_NETWORK)
         self.results["docker"] = {"run": True, "launches": n}
 
     # 3b. a 1 GiB resource: preload throughput against curl, RSS growth
@@ -453,6 +456,10 @@ class PortalBench:
         self.results["big_preload"] = out
 
 
+# the docker phase's own sessions network, removed at its end
+BENCH_NETWORK = "jn-bench-sessions"
+
+
 def docker_unavailable() -> str:
     """Why the docker spawner cannot be measured here ('' when it can)."""
     if not shutil.which("docker") or subprocess.run(
@@ -492,6 +499,15 @@ def remove_containers(user_prefix: str) -> None:
            if len(line.split()) == 2 and line.split()[1].startswith(user_prefix)]
     if ids:
         subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, timeout=120)
+
+
+def remove_network(name: str) -> None:
+    """The benchmark's sessions network, with whatever is still on it."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"network={name}"],
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    if out:
+        subprocess.run(["docker", "rm", "-f", "-v", *out], capture_output=True, timeout=120)
+    subprocess.run(["docker", "network", "rm", name], capture_output=True, timeout=60)
 
 
 def wait_pool_empty(bridge: Bridge, timeout: float = 60) -> None:
