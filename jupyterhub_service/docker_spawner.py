@@ -26,6 +26,8 @@ from pathlib import Path
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Int, List, Unicode, default
 
+from .spawners import wait_listening
+
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
@@ -165,30 +167,14 @@ class SessionContainerMixin(DockerSpawner):
         return volumes
 
     async def _wait_listening(self, ip: str, port: int) -> None:
-        """Return once the server accepts connections, or its container or
-        task is gone (the hub then reports the failure).
+        """Until the session's server listens, or its container or task is
+        gone (checked once a second: a container that exited at once must not
+        be waited on until the timeout)."""
 
-        The hub polls a starting server with a growing, jittered backoff
-        (0.2 s doubling to 5 s), so it notices a ready server up to seconds
-        late; polling the port every 50 ms here makes its first check hit.
-        Once a second the container's state is checked: a container that
-        exited at once must not be waited on until the timeout.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.http_timeout
-        next_poll = loop.time() + 1
-        while loop.time() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
-                writer.close()
-                return
-            except (OSError, asyncio.TimeoutError):
-                pass
-            if loop.time() >= next_poll:
-                next_poll = loop.time() + 1
-                if await self.poll() is not None:
-                    return
-            await asyncio.sleep(0.05)
+        async def gone():
+            return await self.poll() is not None
+
+        await wait_listening(ip, port, self.http_timeout, gone, gone_every=1.0)
 
     def session_labels(self) -> dict:
         return {
@@ -372,15 +358,15 @@ def network_subnets(name: str) -> list:
     try:
         client = docker.APIClient(version="auto")
         try:
-            found = [n for n in client.networks(names=[name]) if n["Name"] == name]
-            if not found:
-                return []
-            configs = (client.inspect_network(name).get("IPAM") or {}).get("Config") or []
+            network = client.inspect_network(name)
         finally:
             client.close()
+    except docker.errors.NotFound:
+        return []
     except docker.errors.DockerException as e:
         log.warning("cannot inspect the sessions network %s: %s", name, e)
         return []
+    configs = (network.get("IPAM") or {}).get("Config") or []
     return [ipaddress.ip_network(c["Subnet"], strict=False) for c in configs if c.get("Subnet")]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
@@ -68,23 +67,37 @@ class SessionLocalSpawner(LocalProcessSpawner):
     async def start(self):
         self.popen_kwargs = {**self.popen_kwargs, "cwd": self.home_dir}
         url = await super().start()
-        await self._wait_listening()
+
+        async def gone():
+            return self.proc.poll() is not None
+
+        await wait_listening(self.ip or "127.0.0.1", self.port, self.http_timeout, gone)
         return url
 
-    async def _wait_listening(self) -> None:
-        """Return once the server accepts connections (or has died).
 
-        The hub polls a starting server with a growing, jittered backoff
-        (0.2 s doubling to 5 s), so it notices a ready server up to seconds
-        late; polling the port every 50 ms here makes its first check hit.
-        """
-        deadline = time.monotonic() + self.http_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return  # the hub reports the failure
-            try:
-                _, writer = await asyncio.open_connection(self.ip or "127.0.0.1", self.port)
-                writer.close()
+async def wait_listening(host: str, port: int, timeout: float, gone,
+                         gone_every: float = 0.0) -> None:
+    """Return once a new server accepts connections on ``host:port``, or once
+    ``await gone()`` says its process or container has ended (the hub then
+    reports the failure), or after ``timeout`` seconds.
+
+    The hub polls a starting server with a growing, jittered backoff (0.2 s
+    doubling to 5 s), so it notices a ready server up to seconds late; the
+    spawners call this before handing the server over, so that the hub's
+    first check hits. ``gone`` is asked at most every ``gone_every`` seconds
+    (a container's state costs an engine call).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    next_check = loop.time() + gone_every
+    while loop.time() < deadline:
+        if loop.time() >= next_check:
+            next_check = loop.time() + gone_every
+            if await gone():
                 return
-            except OSError:
-                await asyncio.sleep(0.05)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
+            writer.close()
+            return
+        except (OSError, asyncio.TimeoutError):
+            await asyncio.sleep(0.05)
