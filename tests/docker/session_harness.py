@@ -233,6 +233,27 @@ class Hub:
         self._log.close()
 
 
+def session_containers(docker_client, session_id: str) -> list:
+    """The containers of a bridge session (swarm: its task's container)."""
+    from jupyterhub_service.docker_spawner import LABEL_SESSION
+
+    return docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
+
+
+def assert_confined(container, memory: int, nano_cpus: int) -> None:
+    """What `docker inspect` must show of any session container: its limits,
+    no privileges or added capabilities, a read-only ~/data, no socket."""
+    host = container.attrs["HostConfig"]
+    assert host["Memory"] == memory
+    assert host["NanoCpus"] == nano_cpus
+    assert host["PidsLimit"] and host["PidsLimit"] > 0
+    assert host["Privileged"] is False and not host.get("CapAdd")
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts["/home/jovyan/data"]["RW"] is False
+    assert not any("docker.sock" in (m.get("Source") or "") for m in container.attrs["Mounts"])
+
+
 def make_session_dirs(storage: Path, name: str, files: dict[str, str]) -> dict:
     """A data dir holding only ``files`` and a seed dir with start_here.ipynb."""
     data = storage / name / "data"

@@ -8,13 +8,11 @@ import shutil
 
 import pytest
 
+from session_harness import assert_confined, session_containers
 from stack import ROOT, Stack
 from testing import Bridge, Browser, Lab
 
 pytestmark = pytest.mark.docker
-
-LABEL_SESSION = "org.ckan.jupyternotebook.session"
-
 
 @pytest.fixture(scope="module")
 def docker_portal(images, hub_stack, docker_client, run_id):
@@ -44,14 +42,11 @@ def docker_portal(images, hub_stack, docker_client, run_id):
         network.remove()
 
 
-def containers_of(docker_client, session_id):
-    return docker_client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
-
-
 def test_a_launch_through_ckan_runs_in_a_limited_container_and_ends_without_a_trace(
         docker_portal, docker_client):
     stack, seed = docker_portal
     bridge = Bridge(stack.bridge_url, stack.token)
+    volumes_before = {v.name for v in docker_client.volumes.list()}
     browser = Browser()
     final = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
     assert final.status_code == 200, final.text[:300]
@@ -62,23 +57,15 @@ def test_a_launch_through_ckan_runs_in_a_limited_container_and_ends_without_a_tr
     assert lab.write("scratch.txt", "gone soon").status_code in (200, 201)
 
     (sess,) = bridge.sessions()
-    (container,) = containers_of(docker_client, sess["id"])
-    host = container.attrs["HostConfig"]
-    assert host["Memory"] == 512 * 1024**2
-    assert host["NanoCpus"] == 500_000_000
-    assert host["PidsLimit"] and host["PidsLimit"] > 0
-    assert host["Privileged"] is False and not host.get("CapAdd")
-    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
-    assert mounts["/home/jovyan/data"]["RW"] is False
-    assert not any("docker.sock" in m["Source"] for m in container.attrs["Mounts"])
+    (container,) = session_containers(docker_client, sess["id"])
+    assert_confined(container, memory=512 * 1024**2, nano_cpus=500_000_000)
 
     out, err = lab.execute(
         "try:\n    open('data/new.txt', 'w')\n    print('WROTE')\nexcept OSError:\n    print('refused')\n")
     assert err is None and "refused" in out
 
-    volumes_before = {v.name for v in docker_client.volumes.list()}
     assert bridge.call("DELETE", f"/api/sessions/{sess['id']}").status_code == 204
-    assert containers_of(docker_client, sess["id"]) == []
+    assert session_containers(docker_client, sess["id"]) == []
     assert {v.name for v in docker_client.volumes.list()} <= volumes_before
     assert not (stack.storage / "sessions" / sess["id"]).exists()
 
