@@ -4,49 +4,74 @@
 everything session-specific from ``user_options``, which only the bridge sets::
 
     {"session_id", "dataset_id", "dataset_name", "expires_at",
-     "limits": {"cpu_percent": 50, "memory_limit": "1G", "pids": 256},
+     "limits": {"cpu_percent": 50, "memory_limit": "1G", "pids": 256,
+                "disk_limit": "2G", "session_egress": "public"},
      "data_dir": "/host/path", "home_seed_dir": "/host/path",
      "open_path": "start_here.ipynb"}
+
+JupyterHub hands them to ``apply_user_options`` before ``start()``; that is
+where they become the spawner's limits, mounts, labels and environment.
 
 Each container gets the limits, ``~/data`` as a read-only bind mount of
 ``data_dir``, the seed directory read-only at ``/srv/seed`` (the image's start
 command copies it into the fresh home), no capabilities, no new privileges,
-and only the sessions network. The home lives in the container's writable
-layer, so removing the container at stop is the revert.
+and only the sessions network. With the hub on the host (``home_on_image``),
+the root filesystem is read-only, /tmp a small tmpfs and the home an image
+file of ``disk_limit`` (session_disk.py), and the host's firewall lets the
+session reach only the hub's API and, with ``session_egress=public``, the
+public internet (egress.py). Removing the container and the home at stop is
+the revert.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import logging
 import os
 from pathlib import Path
 
 from dockerspawner import DockerSpawner, SwarmSpawner
-from traitlets import Int, List, Unicode, default
+from traitlets import Bool, Enum, Int, List, Unicode, default
 
+from . import egress
+from .container_labels import LABEL_HUB_USER, LABEL_SERVER, LABEL_SESSION
+from .session_disk import HOMES_DIR, KEY, SessionHome
+from .session_network import (
+    DEFAULT_NETWORK,
+    bridge_interface,
+    ensure_sessions_network,
+    network_gateway,
+)
+from .settings import parse_bytes
 from .spawners import wait_listening
 
-log = logging.getLogger(__name__)
+# transitional: bridge.py imported these from here; they now live in
+# pool_claim.py and session_network.py (remove once bridge.py's new imports
+# are committed)
+from .pool_claim import claim_hook  # noqa: E402,F401
+from .session_network import network_subnets  # noqa: E402,F401
+
+__all__ = [
+    "LABEL_HUB_USER", "LABEL_SERVER", "LABEL_SESSION", "DEFAULT_IMAGE",
+    "SessionOptionsError", "SessionContainerSpawner", "SessionDockerSpawner",
+    "SessionSwarmSpawner", "docker_spawner_config",
+]
 
 DEFAULT_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
-DEFAULT_NETWORK = "jupyter-sessions"
-# labels on every session container, to find it again (the warm pool's claim)
-LABEL_HUB_USER = "org.ckan.jupyternotebook.hub-user"
-LABEL_SERVER = "org.ckan.jupyternotebook.server"
-LABEL_SESSION = "org.ckan.jupyternotebook.session"
+MIN_DISK = 64 * 1024**2
 
 
 class SessionOptionsError(ValueError):
     """user_options that cannot describe a session."""
 
 
-class SessionContainerMixin(DockerSpawner):
-    """What both container spawners share: traitlets and user_options handling.
+def apply_session_options(spawner, user_options):
+    """The ``apply_user_options`` hook of the session spawners."""
+    return spawner.map_user_options(user_options or {})
 
-    A DockerSpawner subclass (not a plain mixin) so that traitlets sees its
-    traits; SessionSwarmSpawner puts it before SwarmSpawner in its MRO."""
+
+class SessionContainerSpawner(DockerSpawner):
+    """What both container spawners share: settings and the mapping of
+    user_options onto DockerSpawner's traits."""
 
     sessions_network = Unicode(
         DEFAULT_NETWORK,
@@ -73,6 +98,8 @@ class SessionContainerMixin(DockerSpawner):
         server starts.""",
     )
 
+    home_mount = Unicode("/home/jovyan", config=True, help="The session user's home in the image.")
+
     host_storage_root = Unicode(
         "",
         config=True,
@@ -83,36 +110,74 @@ class SessionContainerMixin(DockerSpawner):
     )
 
     default_cpu_percent = Int(
-        50,
-        min=1,
-        config=True,
+        50, min=1, config=True,
         help="CPU limit in percent of one core when user_options carry none.",
     )
 
     default_memory_limit = Unicode(
-        "1G",
-        config=True,
-        help="Memory limit when user_options carry none (e.g. 512M, 1G).",
+        "1G", config=True, help="Memory limit when user_options carry none (e.g. 512M, 1G).",
+    )
+
+    default_disk_limit = Unicode(
+        "2G", config=True,
+        help="Size of the session's home when user_options carry none (with home_on_image).",
+    )
+
+    default_session_egress = Enum(
+        list(egress.MODES), "public", config=True,
+        help="""What a session reaches besides the hub when user_options say
+        nothing: ``public`` (the internet, no private address) or ``none``.""",
     )
 
     default_pids_limit = Int(
-        256,
-        min=16,
-        config=True,
+        256, min=16, config=True,
         help="Maximum number of processes (and threads) per session container.",
     )
 
     session_user = Unicode(
-        "1000:100",
-        config=True,
+        "1000:100", config=True,
         help="uid:gid the session runs as; never root, whatever the image says.",
     )
 
-    cap_drop = List(
-        ["ALL"],
-        config=True,
-        help="Linux capabilities dropped from session containers.",
+    cap_drop = List(["ALL"], config=True, help="Linux capabilities dropped from session containers.")
+
+    home_on_image = Bool(
+        False, config=True,
+        help="""Give each session a home of its own size (``disk_limit``): an
+        ext4 image file loop-mounted on the host under ``homes_root``, with a
+        read-only root filesystem and a small tmpfs at /tmp. Needs the hub on
+        the Docker host, as root.""",
     )
+
+    homes_root = Unicode(
+        config=True,
+        help="Host directory holding the home images (default: <host_storage_root>/session-homes).",
+    )
+
+    @default("homes_root")
+    def _default_homes_root(self):
+        return str(Path(self.host_storage_root or "/var/lib/ckan-jupyter") / HOMES_DIR)
+
+    tmp_size = Unicode("64M", config=True, help="Size of the tmpfs at /tmp (charged to memory).")
+
+    user_site = Unicode(
+        ".local/lib/python3.11/site-packages", config=True,
+        help="""The image's user site-packages, relative to the home: created in
+        every fresh home so that ``pip install`` goes there (the image's venv
+        is read-only) and a running kernel imports it at once.""",
+    )
+
+    enforce_egress = Bool(
+        False, config=True,
+        help="""Apply the host firewall rules of egress.py to the sessions
+        network before each start (needs the hub on the Docker host, as root).""",
+    )
+
+    # what map_user_options found for the current session
+    session_id = ""
+    home_key = ""
+    disk_limit = 0
+    session_egress = "public"
 
     @default("image")
     def _default_image(self):
@@ -126,10 +191,49 @@ class SessionContainerMixin(DockerSpawner):
     def _default_use_internal_ip(self):
         return True
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return apply_session_options
+
     # -- user_options ---------------------------------------------------
 
-    def _host_dir(self, key: str) -> str | None:
-        value = self.user_options.get(key)
+    async def map_user_options(self, options: dict) -> None:
+        """Limits, mounts, labels and environment of this session.
+
+        The mounts replace any configured ``volumes``: a session container
+        gets exactly these binds and no named volume, so removing it (and its
+        home) at stop leaves nothing of the session behind."""
+        cpus, memory, pids = self.session_limits(options)
+        cpus = min(cpus, await self.engine_cpus())
+        self.disk_limit = self.session_disk_limit(options)
+        self.session_egress = self.session_egress_mode(options)
+        self.session_id = str(options.get("session_id", ""))
+        self.home_key = self._home_key()
+        self.mem_limit = memory
+        self.volumes = self.session_volumes(options)
+        self.read_only_volumes = {}
+        open_path = options.get("open_path")
+        if open_path:
+            self.default_url = "/lab/tree/" + str(open_path).lstrip("/")
+        environment = {
+            "CKAN_SESSION_ID": self.session_id,
+            "CKAN_DATASET_ID": str(options.get("dataset_id", "")),
+            "CKAN_DATASET_NAME": str(options.get("dataset_name", "")),
+            "CKAN_SESSION_EXPIRES_AT": str(options.get("expires_at", "")),
+            # what jupyter-resource-usage and friends read
+            "CPU_LIMIT": str(cpus),
+        }
+        if self.home_on_image:
+            # the venv is on the read-only root: installs go to the home
+            environment.update({"PIP_USER": "1", "PYTHONUSERBASE": f"{self.home_mount}/.local"})
+        self.environment = {**self._configured("environment"), **environment}
+        self.apply_engine_options(cpus, pids)
+
+    def apply_engine_options(self, cpus: float, pids: int) -> None:
+        raise NotImplementedError
+
+    def _host_dir(self, options: dict, key: str) -> str | None:
+        value = options.get(key)
         if not value:
             return None
         path = Path(str(value))
@@ -142,9 +246,9 @@ class SessionContainerMixin(DockerSpawner):
                 raise SessionOptionsError(f"{key} is outside {root}: {value!r}")
         return str(path)
 
-    def session_limits(self) -> tuple[float, str, int]:
+    def session_limits(self, options: dict) -> tuple[float, str, int]:
         """(cpus, memory limit, pids) for this session."""
-        limits = self.user_options.get("limits") or {}
+        limits = options.get("limits") or {}
         try:
             cpus = int(limits.get("cpu_percent") or self.default_cpu_percent) / 100
             memory = str(limits.get("memory_limit") or self.default_memory_limit)
@@ -155,16 +259,95 @@ class SessionContainerMixin(DockerSpawner):
             raise SessionOptionsError(f"bad limits {limits!r}")
         return cpus, memory, pids
 
-    def session_volumes(self) -> dict:
-        """Read-only binds: the dataset at ~/data, the home seed at /srv/seed."""
+    def session_disk_limit(self, options: dict) -> int:
+        raw = (options.get("limits") or {}).get("disk_limit") or self.default_disk_limit
+        try:
+            size = parse_bytes(raw)
+        except (TypeError, ValueError) as e:
+            raise SessionOptionsError(f"bad disk_limit {raw!r}: {e}") from None
+        if size < MIN_DISK:
+            raise SessionOptionsError(f"disk_limit {raw!r} is below {MIN_DISK // 1024**2}M")
+        return size
+
+    def session_egress_mode(self, options: dict) -> str:
+        mode = (options.get("limits") or {}).get("session_egress") or self.default_session_egress
+        if mode not in egress.MODES:
+            raise SessionOptionsError(f"session_egress must be one of {egress.MODES}: {mode!r}")
+        return mode
+
+    def session_volumes(self, options: dict) -> dict:
+        """The home (its own filesystem, read-write), the dataset at ~/data
+        and the home seed at /srv/seed (both read-only)."""
         volumes = {}
-        data_dir = self._host_dir("data_dir")
+        if self.home_on_image:
+            volumes[self.home().mountpoint.as_posix()] = {"bind": self.home_mount, "mode": "rw"}
+        data_dir = self._host_dir(options, "data_dir")
         if data_dir:
             volumes[data_dir] = {"bind": self.data_mount, "mode": "ro"}
-        seed_dir = self._host_dir("home_seed_dir")
+        seed_dir = self._host_dir(options, "home_seed_dir")
         if seed_dir:
             volumes[seed_dir] = {"bind": self.seed_mount, "mode": "ro"}
         return volumes
+
+    def session_labels(self) -> dict:
+        return {
+            LABEL_HUB_USER: self.user.name,
+            LABEL_SERVER: self.name or "",
+            LABEL_SESSION: self.session_id,
+        }
+
+    def _configured(self, name: str) -> dict:
+        """The configured value of a dict trait, as it was before the first
+        session changed it (the spawner object serves every start of its
+        server)."""
+        base = self.__dict__.setdefault("_configured_values", {})
+        if name not in base:
+            base[name] = dict(self._eval_if_callable(getattr(self, name)) or {})
+        return dict(base[name])
+
+    _engine_cpus: float | None = None
+
+    async def engine_cpus(self) -> float:
+        """The engine's CPUs: Docker refuses a CPU limit above them."""
+        cls = type(self)
+        if cls._engine_cpus is None:
+            info = await self.docker("info")
+            cls._engine_cpus = float(info.get("NCPU") or os.cpu_count() or 1)
+        return cls._engine_cpus
+
+    # -- the home ---------------------------------------------------------
+
+    def _home_key(self) -> str:
+        if KEY.match(self.session_id):
+            return self.session_id
+        return self.object_name
+
+    def home(self) -> SessionHome:
+        return SessionHome(self.homes_root, self.home_key)
+
+    async def create_home(self) -> None:
+        home = self.home()
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: home.create(self.disk_limit, skeleton=(self.user_site,)))
+
+    async def remove_home(self) -> None:
+        if not getattr(self, "home_key", ""):
+            return
+        home = self.home()
+        await asyncio.get_running_loop().run_in_executor(None, home.remove)
+
+    def get_state(self):
+        state = super().get_state()
+        if getattr(self, "home_key", "") and self.home_on_image:
+            state["home_key"] = self.home_key
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("home_key"):
+            self.home_key = state["home_key"]
+
+    # -- start ------------------------------------------------------------
 
     async def _wait_listening(self, ip: str, port: int) -> None:
         """Until the session's server listens, or its container or task is
@@ -176,85 +359,94 @@ class SessionContainerMixin(DockerSpawner):
 
         await wait_listening(ip, port, self.http_timeout, gone, gone_every=1.0)
 
-    def session_labels(self) -> dict:
-        return {
-            LABEL_HUB_USER: self.user.name,
-            LABEL_SERVER: self.name or "",
-            LABEL_SESSION: str(self.user_options.get("session_id", "")),
-        }
 
-    def apply_session_options(self):
-        """Limits, mounts and environment of this session, from user_options.
-
-        The mounts replace any configured ``volumes``: a session container
-        gets exactly these two read-only binds and no named volume, so
-        removing the container at stop leaves nothing of the session behind.
-        """
-        cpus, memory, pids = self.session_limits()
-        self.mem_limit = memory
-        self.cpu_limit = cpus
-        self._pids_limit = pids
-        self.volumes = self.session_volumes()
-        self.read_only_volumes = {}
-        open_path = self.user_options.get("open_path")
-        if open_path:
-            self.default_url = "/lab/tree/" + str(open_path).lstrip("/")
-        self.environment = {
-            **self.environment,
-            "CKAN_SESSION_ID": str(self.user_options.get("session_id", "")),
-            "CKAN_DATASET_ID": str(self.user_options.get("dataset_id", "")),
-            "CKAN_DATASET_NAME": str(self.user_options.get("dataset_name", "")),
-            "CKAN_SESSION_EXPIRES_AT": str(self.user_options.get("expires_at", "")),
-            # what jupyter-resource-usage and friends read
-            "CPU_LIMIT": str(cpus),
-        }
-
-
-class SessionDockerSpawner(SessionContainerMixin):
+class SessionDockerSpawner(SessionContainerSpawner):
     """One container per session on the local Docker engine."""
 
     @default("remove")
     def _default_remove(self):
-        # The revert: the container, its writable home and its anonymous
+        # The revert: the container, its writable layer and its anonymous
         # volumes go when the server stops.
         return True
 
-    async def start(self):
-        self.apply_session_options()
-        ip, port = await super().start()
-        await self._wait_listening(ip, port)
-        return ip, port
-
-    async def create_object(self):
-        cpus = self.cpu_limit
+    def apply_engine_options(self, cpus: float, pids: int) -> None:
         # NanoCpus rather than dockerspawner's CpuQuota/CpuPeriod: one number,
         # the same one swarm uses, shown as-is by `docker inspect`.
         self.cpu_limit = None
+        host = {
+            **self._configured("extra_host_config"),
+            "nano_cpus": int(cpus * 1e9),
+            "pids_limit": pids,
+            "cap_drop": list(self.cap_drop),
+            "security_opt": ["no-new-privileges:true"],
+            "privileged": False,
+        }
+        if self.home_on_image:
+            # the home is the only place a session writes to disk
+            host["read_only"] = True
+            host["tmpfs"] = {"/tmp": f"size={self.tmp_size},mode=1777,nosuid,nodev"}
+        self.extra_host_config = host
+        configured = self._configured("extra_create_kwargs")
+        self.extra_create_kwargs = {
+            **configured,
+            "user": self.session_user,
+            "labels": {**(configured.get("labels") or {}), **self.session_labels()},
+        }
+
+    async def start(self):
+        if self.enforce_egress:
+            await self.apply_egress()
         try:
-            self.extra_host_config = {
-                **self._configured(self.extra_host_config),
-                "nano_cpus": int(cpus * 1e9),
-                "pids_limit": self._pids_limit,
-                "cap_drop": list(self.cap_drop),
-                "security_opt": ["no-new-privileges:true"],
-                "privileged": False,
-            }
-            configured = self._configured(self.extra_create_kwargs)
-            self.extra_create_kwargs = {
-                **configured,
-                "user": self.session_user,
-                "labels": {**(configured.get("labels") or {}), **self.session_labels()},
-            }
-            return await super().create_object()
-        finally:
-            self.cpu_limit = cpus
+            if self.home_on_image:
+                await self.create_home()
+            ip, port = await super().start()
+            await self._wait_listening(ip, port)
+        except BaseException:
+            # JupyterHub may not call stop() after a failed start: leave nothing
+            await self.remove_container_and_home()
+            raise
+        return ip, port
 
-    def _configured(self, value):
-        value = self._eval_if_callable(value)
-        return dict(value or {})
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        await self.remove_container_and_home()
+
+    async def remove_container_and_home(self) -> None:
+        import docker
+
+        try:
+            await self.docker("remove_container", self.object_name, v=True, force=True)
+        except docker.errors.APIError as e:
+            if e.status_code not in (404, 409):
+                raise
+        if self.home_on_image:
+            await self._wait_container_gone()
+            await self.remove_home()
+
+    async def _wait_container_gone(self, timeout: float = 30) -> None:
+        """The container holds the home's mount until the engine has removed
+        it (``auto_remove`` may still be at it)."""
+        import docker
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                await self.docker("inspect_container", self.object_name)
+            except docker.errors.NotFound:
+                return
+            await asyncio.sleep(0.2)
+        self.log.warning("container %s still there after %ss", self.object_name, timeout)
+
+    async def apply_egress(self) -> None:
+        network = await self.docker("inspect_network", self.network_name)
+        gateway = network_gateway(network)
+        await asyncio.get_running_loop().run_in_executor(
+            None, egress.apply, bridge_interface(network), gateway, self.hub.port,
+            self.session_egress)
 
 
-class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
+class SessionSwarmSpawner(SessionContainerSpawner, SwarmSpawner):
     """One swarm service per session.
 
     The hub runs in a container on the same (attachable overlay) sessions
@@ -262,7 +454,8 @@ class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
     ``security_opt`` nor a pids limit through docker-py's types; the pids
     limit is added to the service's resource limits (API 1.41+).
     ``no-new-privileges`` cannot be set on services on Docker 20.10;
-    capabilities are still dropped.
+    capabilities are still dropped. Neither the home's size nor the egress
+    rules are enforced (the tasks may run on other nodes).
     """
 
     @default("extra_endpoint_spec")
@@ -272,17 +465,18 @@ class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
         # which some kernels (this CI's among them) lack.
         return {"mode": "dnsrr"} if self.use_internal_ip else {}
 
-    async def start(self):
-        self.apply_session_options()
+    def apply_engine_options(self, cpus: float, pids: int) -> None:
+        self.cpu_limit = cpus
+        self._pids_limit = pids
+        configured = self._configured("extra_container_spec")
         self.extra_container_spec = {
-            **self.extra_container_spec,
+            **configured,
             "user": self.session_user,
             "cap_drop": list(self.cap_drop),
-            "labels": {
-                **(self.extra_container_spec.get("labels") or {}),
-                **self.session_labels(),
-            },
+            "labels": {**(configured.get("labels") or {}), **self.session_labels()},
         }
+
+    async def start(self):
         ip, port = await super().start()
         await self._wait_listening(ip, port)
         return ip, port
@@ -294,88 +488,7 @@ class SessionSwarmSpawner(SessionContainerMixin, SwarmSpawner):
         return super()._docker(method, *args, **kwargs)
 
 
-# -- the warm pool ------------------------------------------------------------
-
-
-def copy_seed_into_session(hub_user: str, server_name: str, seed_mount: str = "/srv/seed"):
-    """Copy the seed directory into the running session's home.
-
-    A pool server started with an empty seed; at claim the bridge has written
-    the notebooks into the seed directory on the host, which the container
-    sees at ``seed_mount`` (and the dataset's files in its ~/data mount). Runs
-    as the session user. Swarm: the task must run on this engine's node.
-    """
-    import docker
-
-    client = docker.APIClient(version="auto")
-    try:
-        found = client.containers(filters={
-            "label": [f"{LABEL_HUB_USER}={hub_user}", f"{LABEL_SERVER}={server_name}"],
-            "status": "running",
-        })
-        if not found:
-            raise RuntimeError(f"no running container for {hub_user}/{server_name} on this engine")
-        exec_id = client.exec_create(found[0]["Id"], ["sh", "-c", f'cp -R {seed_mount}/. "$HOME"/'])
-        out = client.exec_start(exec_id)
-        code = client.exec_inspect(exec_id)["ExitCode"]
-        if code:
-            raise RuntimeError(f"seeding {hub_user}/{server_name} failed ({code}): {out[-500:]!r}")
-    finally:
-        client.close()
-
-
-def claim_hook(settings, seed_mount: str = "/srv/seed"):
-    """The bridge's ``on_claim`` for container spawners: ``await hook(rec, paths)``."""
-
-    async def on_claim(rec, paths) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            None, copy_seed_into_session, rec.hub_user, rec.server_name, seed_mount
-        )
-
-    return on_claim
-
-
 # -- hub configuration --------------------------------------------------------
-
-
-def ensure_sessions_network(client, name: str, swarm: bool = False) -> dict:
-    """Create the sessions network if missing; return its inspect data."""
-    found = [n for n in client.networks(names=[name]) if n["Name"] == name]
-    if not found:
-        log.info("creating docker network %s", name)
-        if swarm:
-            client.create_network(name, driver="overlay", attachable=True)
-        else:
-            client.create_network(name, driver="bridge")
-    return client.inspect_network(name)
-
-
-def network_subnets(name: str) -> list:
-    """The subnets of a Docker network ([] when it does not exist yet or the
-    engine does not answer)."""
-    import docker
-
-    try:
-        client = docker.APIClient(version="auto")
-        try:
-            network = client.inspect_network(name)
-        finally:
-            client.close()
-    except docker.errors.NotFound:
-        return []
-    except docker.errors.DockerException as e:
-        log.warning("cannot inspect the sessions network %s: %s", name, e)
-        return []
-    configs = (network.get("IPAM") or {}).get("Config") or []
-    return [ipaddress.ip_network(c["Subnet"], strict=False) for c in configs if c.get("Subnet")]
-
-
-def network_gateway(network: dict) -> str | None:
-    for cfg in (network.get("IPAM") or {}).get("Config") or []:
-        gateway = cfg.get("Gateway")
-        if gateway:
-            return str(ipaddress.ip_address(gateway))
-    return None
 
 
 def docker_spawner_config(
@@ -385,8 +498,9 @@ def docker_spawner_config(
 
     With the hub on the host (dev, tests), the hub's API binds to the
     sessions network's gateway address, which is the host seen from a
-    session; with the hub in a container on that network (compose, swarm),
-    sessions reach it by its container name.
+    session, and the spawner enforces the disk limit and the egress rules;
+    with the hub in a container on that network (compose, swarm), sessions
+    reach it by its container name.
     """
     import docker
 
@@ -401,11 +515,15 @@ def docker_spawner_config(
     cls = SessionSwarmSpawner if swarm else SessionDockerSpawner
     c.JupyterHub.spawner_class = cls
     spawner_cfg = c[cls.__name__]
+    # class-specific, so that it wins over any c.Spawner.apply_user_options
+    spawner_cfg.apply_user_options = apply_session_options
     spawner_cfg.image = image
     spawner_cfg.sessions_network = network
     spawner_cfg.network_name = network
     spawner_cfg.default_cpu_percent = int(settings.cpu_percent)
     spawner_cfg.default_memory_limit = str(settings.memory_limit)
+    spawner_cfg.default_disk_limit = str(getattr(settings, "disk_limit", "") or "2G")
+    spawner_cfg.default_session_egress = getattr(settings, "session_egress", "") or "public"
     storage_root = getattr(settings, "storage_root", None)
     if storage_root:
         spawner_cfg.host_storage_root = str(Path(storage_root).resolve())
@@ -415,6 +533,9 @@ def docker_spawner_config(
     if hub_in_container is None:
         hub_in_container = bool(getattr(settings, "hub_connect_host", ""))
     hub_host = hub_host or getattr(settings, "hub_connect_host", "")
+    on_host = not swarm and not hub_in_container
+    spawner_cfg.home_on_image = on_host
+    spawner_cfg.enforce_egress = on_host
     client = docker.APIClient(version="auto")
     try:
         net = ensure_sessions_network(client, network, swarm=swarm)

@@ -36,7 +36,7 @@ def kind(request):
 def hub(request, kind, docker_client, singleuser_image, backend_db, run_id, tmp_path_factory):
     """The hub: on the host for docker; for swarm in a container on the
     overlay sessions network, as the routing mesh is not needed that way."""
-    from jupyterhub_service.docker_spawner import ensure_sessions_network
+    from jupyterhub_service.session_network import ensure_sessions_network
 
     workdir = tmp_path_factory.mktemp(f"hub-{kind}")
     workdir.chmod(0o755)
@@ -231,7 +231,7 @@ def test_a_data_dir_outside_the_storage_root_is_refused(kind, hub, docker_client
 
 def test_a_pool_server_claimed_later_sees_the_dataset_and_notebooks(kind, hub, docker_client):
     """The warm pool: started with an empty ~/data and seed, filled at claim."""
-    from jupyterhub_service.docker_spawner import copy_seed_into_session
+    from jupyterhub_service.pool_claim import copy_seed_into_session
 
     dirs = make_session_dirs(hub.storage, "slot1", {})
     opts = user_options(dirs, session_id="slot1")

@@ -1,0 +1,85 @@
+"""The Docker network the session containers join: creating it, and reading
+its subnet, gateway and bridge interface.
+
+Blocking docker-py calls; the callers run them at configuration time or in
+an executor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NETWORK = "jupyter-sessions"
+
+# No traffic between two containers of a bridge network (Docker adds a DROP
+# for bridge -> same bridge). The hub on the host still reaches every
+# session through the gateway.
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+
+
+def ensure_sessions_network(client, name: str, swarm: bool = False) -> dict:
+    """Create the sessions network if missing; return its inspect data.
+
+    A bridge network is created without inter-container communication. One
+    that already exists is used as it is: a warning says when it still lets
+    sessions talk to each other (remove it while no session runs and the
+    hub recreates it)."""
+    found = [n for n in client.networks(names=[name]) if n["Name"] == name]
+    if not found:
+        log.info("creating docker network %s", name)
+        if swarm:
+            client.create_network(name, driver="overlay", attachable=True)
+        else:
+            client.create_network(name, driver="bridge", options={ICC_OPTION: "false"})
+    network = client.inspect_network(name)
+    if network.get("Driver") == "bridge" and not icc_disabled(network):
+        log.warning(
+            "the sessions network %s lets sessions reach each other (%s is not false); "
+            "remove it while no session runs so that the hub recreates it", name, ICC_OPTION)
+    return network
+
+
+def icc_disabled(network: dict) -> bool:
+    return (network.get("Options") or {}).get(ICC_OPTION) == "false"
+
+
+def network_subnets(name: str) -> list:
+    """The subnets of a Docker network ([] when it does not exist yet or the
+    engine does not answer)."""
+    import docker
+
+    try:
+        client = docker.APIClient(version="auto")
+        try:
+            network = client.inspect_network(name)
+        finally:
+            client.close()
+    except docker.errors.NotFound:
+        return []
+    except docker.errors.DockerException as e:
+        log.warning("cannot inspect the sessions network %s: %s", name, e)
+        return []
+    return subnets(network)
+
+
+def subnets(network: dict) -> list:
+    configs = (network.get("IPAM") or {}).get("Config") or []
+    return [ipaddress.ip_network(c["Subnet"], strict=False) for c in configs if c.get("Subnet")]
+
+
+def network_gateway(network: dict) -> str | None:
+    for cfg in (network.get("IPAM") or {}).get("Config") or []:
+        gateway = cfg.get("Gateway")
+        if gateway:
+            return str(ipaddress.ip_address(gateway))
+    return None
+
+
+def bridge_interface(network: dict) -> str:
+    """The host's interface of a bridge network (Docker names it
+    ``br-<first 12 hex digits of the id>`` unless told otherwise)."""
+    return (network.get("Options") or {}).get(BRIDGE_NAME_OPTION) or "br-" + network["Id"][:12]
