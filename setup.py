@@ -28,6 +28,13 @@ setup(
         # nbconvert's HTML export selects with BeautifulSoup; soupsieve 4.x
         # fails to compile any selector on Debian 12's Python 3.11.2
         "soupsieve>=2.5,<4",
+        # the preview's sanitizer and its code highlighting styles
+        "nh3>=0.2.15,<0.4",
+        "Pygments>=2.15,<3",
+        # the guarded downloader (jupyterhub_service.guarded_download), which
+        # the preview shares with the bridge
+        "urllib3>=2.3,<3",
+        "certifi>=2023.7.22",
     ],
     extras_require={
         # the JupyterHub sidecar (hub, bridge, spawners)
@@ -36,7 +43,7 @@ setup(
             "jupyterlab>=4.2,<5",
             "SQLAlchemy>=2.0,<2.1",
             "tornado>=6.4,<7",
-            "urllib3>=2.3,<3",
+            "traitlets>=5.9,<6",
             "dockerspawner>=14,<15",
             "docker>=7,<8",
         ],
