@@ -21,7 +21,9 @@ from . import __version__
 from .settings import Settings, hub_api_env, load
 from .hub_api import HubAPI, HubError, HubUnavailable
 from .pool import Pool
-from .sessions import BridgeError, Sessions
+from .errors import BridgeError
+from .reaper import Reaper
+from .sessions import Sessions
 from .store import Store
 
 log = logging.getLogger("bridge")
@@ -89,18 +91,18 @@ class SessionsHandler(APIHandler):
 
         await self._guard(run())
 
-    def get(self):
+    async def get(self):
         user_id = self.get_argument("user_id", None)
         dataset_id = self.get_argument("dataset_id", None)
-        recs = self.sessions.store.sessions(
+        recs = await self.sessions.db.sessions(
             user_id=user_id, dataset_id=dataset_id, statuses=("pending", "ready", "stopping")
         )
         self.send({"sessions": [r.to_dict() for r in recs]})
 
 
 class SessionHandler(APIHandler):
-    def get(self, session_id):
-        rec = self.sessions.store.get(session_id)
+    async def get(self, session_id):
+        rec = await self.sessions.db.get(session_id)
         if rec is None:
             return self.fail(BridgeError(404, "not_found", "No such session."))
         self.send(rec.to_dict())
@@ -110,6 +112,9 @@ class SessionHandler(APIHandler):
             rec = await self.sessions.end(session_id, "stopped by request")
             if rec is None:
                 raise BridgeError(404, "not_found", "No such session.")
+            if rec.status == "stopping":
+                raise BridgeError(503, "hub_unavailable",
+                                  "The session could not be stopped yet; it will be retried.")
             self.set_status(204)
             self.finish()
 
@@ -117,17 +122,17 @@ class SessionHandler(APIHandler):
 
 
 class CapacityHandler(APIHandler):
-    def get(self):
-        self.send(self.sessions.capacity())
+    async def get(self):
+        self.send(await self.sessions.capacity())
 
 
 class SettingsHandler(APIHandler):
-    def get(self):
-        self.send(self.sessions.settings_doc())
+    async def get(self):
+        self.send(await self.sessions.runtime.document())
 
     async def put(self):
         async def run():
-            self.send(self.sessions.update_settings(self.body()))
+            self.send(await self.sessions.runtime.update(self.body()))
 
         await self._guard(run())
 
@@ -179,19 +184,6 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
     )
 
 
-_reaping = asyncio.Lock()
-
-
-async def reap_once(sessions: Sessions) -> None:
-    if _reaping.locked():
-        return  # the previous pass is still running
-    async with _reaping:
-        try:
-            await sessions.reap()
-        except Exception:
-            log.exception("reaper pass failed")
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[bridge %(asctime)s %(levelname)s] %(message)s")
     settings = load()
@@ -202,22 +194,24 @@ def main() -> None:
     hub = HubAPI(api_url, token)
     refused = []
     if settings.spawner != "local":
-        from .docker_spawner import network_subnets
+        from .session_network import network_subnets
 
         refused = network_subnets(settings.sessions_network)
         log.info("refusing callers from the sessions network %s (%s)",
                  settings.sessions_network, ", ".join(map(str, refused)) or "no subnet found")
     app = make_app(settings, store, hub, refused_networks=refused)
     sessions = app.settings["sessions"]
-    sessions.pool = Pool(sessions)
+    sessions.attach_pool(Pool(sessions))
+    reaper = Reaper(sessions)
     if settings.spawner != "local":
-        from .docker_spawner import claim_hook
+        from .pool_claim import claim_hook
 
         sessions.on_claim = claim_hook(settings)
-    IOLoop.current().add_callback(sessions.recover)
+    sessions.runtime.current()  # read once, before serving
+    IOLoop.current().add_callback(reaper.recover)
     app.listen(settings.bridge_port, address=settings.bridge_host, **HTTP_SERVER_OPTIONS)
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
-    PeriodicCallback(lambda: asyncio.ensure_future(reap_once(sessions)),
+    PeriodicCallback(lambda: asyncio.ensure_future(reaper.run_once()),
                      settings.reaper_interval * 1000).start()
     try:
         IOLoop.current().start()

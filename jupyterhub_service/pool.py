@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 
+from .servers import StopFailed
 from .store import PoolRecord, utcnow
 
 log = logging.getLogger("bridge.pool")
@@ -34,7 +35,7 @@ def pool_limits(rt: dict) -> dict:
 class Pool:
     def __init__(self, sessions, concurrency: int = 4):
         self.sessions = sessions
-        self.store = sessions.store
+        self.db = sessions.db
         self.semaphore = asyncio.Semaphore(concurrency)
         self._pass: asyncio.Task | None = None
         self._again = False
@@ -42,26 +43,26 @@ class Pool:
 
     # -- numbers ------------------------------------------------------------
 
-    def counts(self) -> dict:
-        rt = self.sessions.runtime()
-        return {"ready": len(self.store.pool("ready")), "size": rt["pool_size"]}
+    async def counts(self) -> dict:
+        rt = self.sessions.runtime.current()
+        return {"ready": len(await self.db.pool("ready")), "size": rt["pool_size"]}
 
-    def target(self) -> int:
-        rt = self.sessions.runtime()
-        counts = self.store.live_counts()
+    async def target(self) -> int:
+        rt = self.sessions.runtime.current()
+        counts = await self.db.live_counts()
         free = min(rt["max_guests"] - counts["guest"],
                    rt["max_sessions"] - counts["guest"] - counts["user"])
         return max(0, min(rt["pool_size"], free))
 
     # -- claiming -----------------------------------------------------------
 
-    def take(self) -> PoolRecord | None:
+    async def take(self) -> PoolRecord | None:
         """A ready server with the limits now in force, removed from the
-        pool; the caller holds the sessions lock."""
-        current = pool_limits(self.sessions.runtime())
-        for rec in self.store.pool("ready"):
+        pool; the caller holds the admission lock."""
+        current = pool_limits(self.sessions.runtime.current())
+        for rec in await self.db.pool("ready"):
             if rec.limits == current:
-                self.store.pool_remove(rec.hub_user)
+                await self.db.pool_remove(rec.hub_user)
                 self._last_claim = time.monotonic()
                 asyncio.get_running_loop().call_later(REFILL_QUIET, self._refill_when_quiet)
                 return rec
@@ -100,11 +101,11 @@ class Pool:
                 return
 
     async def refill(self) -> None:
-        current = pool_limits(self.sessions.runtime())
-        records = self.store.pool()
+        current = pool_limits(self.sessions.runtime.current())
+        records = await self.db.pool()
         stale = [r for r in records if r.limits != current]
         fresh = [r for r in records if r.limits == current]
-        target = self.target()
+        target = await self.target()
         # drop the stale, then the surplus (servers still starting last)
         fresh.sort(key=lambda r: (r.status != "ready", r.created_at))
         surplus = fresh[target:] if len(fresh) > target else []
@@ -121,8 +122,9 @@ class Pool:
             slot_id = secrets.token_urlsafe(12)
             hub_user = "guest-" + secrets.token_hex(5)
             server = "p-" + secrets.token_hex(5)
-            paths = self.sessions.prepare_slot(slot_id)
-            self.store.pool_add(PoolRecord(
+            loop = asyncio.get_running_loop()
+            paths = await loop.run_in_executor(None, self.sessions.scratch.prepare_slot, slot_id)
+            await self.db.pool_add(PoolRecord(
                 hub_user=hub_user, server_name=server, slot_dir=slot_id, status="starting",
                 limits=limits, created_at=utcnow(),
             ))
@@ -136,15 +138,15 @@ class Pool:
                 "open_path": "start_here.ipynb",
             }
             try:
-                await self.sessions.spawn(hub_user, server, options)
+                await self.sessions.servers.spawn(hub_user, server, options)
             except Exception as e:
                 log.warning("pool server %s failed to start: %s", hub_user, e)
-                rec = self.store.pool_remove(hub_user)
+                rec = await self.db.pool_remove(hub_user)
                 if rec is not None:
                     await self._teardown(rec)
                 return
-            if any(r.hub_user == hub_user for r in self.store.pool()):
-                self.store.pool_update(hub_user, status="ready")
+            if any(r.hub_user == hub_user for r in await self.db.pool()):
+                await self.db.pool_update(hub_user, status="ready")
             else:
                 # discarded while it was starting (a limit changed)
                 await self._teardown(PoolRecord(hub_user=hub_user, server_name=server,
@@ -152,15 +154,17 @@ class Pool:
                                                 created_at=utcnow()))
 
     async def discard(self, rec: PoolRecord) -> None:
-        if self.store.pool_remove(rec.hub_user) is not None:
+        if await self.db.pool_remove(rec.hub_user) is not None:
             await self._teardown(rec)
 
     async def _teardown(self, rec: PoolRecord) -> None:
-        await self.sessions.teardown_server(rec.hub_user, rec.server_name, rec.slot_dir,
-                                            delete_user=True)
+        try:
+            await self.sessions.teardown_server(rec.hub_user, rec.server_name, rec.slot_dir)
+        except StopFailed as e:
+            log.warning("pool server %s: %s", rec.hub_user, e)
 
     async def drain(self) -> None:
         """Stop every pool server (at start-up: none survives a restart)."""
-        for rec in self.store.pool():
-            self.store.pool_remove(rec.hub_user)
+        for rec in await self.db.pool():
+            await self.db.pool_remove(rec.hub_user)
             await self._teardown(rec)

@@ -7,8 +7,11 @@ authenticator, to consume nonces and to explain ended sessions.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from sqlalchemy import (
@@ -191,6 +194,16 @@ class Store:
         counts.update({kind: n for kind, n in rows})
         return counts
 
+    def live_guests_at(self, client_ip: str) -> int:
+        """Live guest sessions launched from one client address."""
+        with self.db() as s:
+            return s.execute(
+                select(func.count())
+                .where(SessionRecord.status.in_(LIVE))
+                .where(SessionRecord.user_kind == "guest")
+                .where(SessionRecord.client_ip == client_ip)
+            ).scalar() or 0
+
     def soonest_expiry(self, user_kind: str | None = None, user_id: str | None = None):
         with self.db() as s:
             q = select(func.min(SessionRecord.expires_at)).where(SessionRecord.status.in_(LIVE))
@@ -283,3 +296,30 @@ class Store:
             if rec is not None:
                 s.delete(rec)
             return rec
+
+
+class AsyncStore:
+    """The store for code on the event loop: every call runs on one worker
+    thread of its own, so a slow or locked database (SQLite waits up to 30 s
+    for a lock the hub process holds) never stalls the API or the reaper.
+
+    One thread: calls run one at a time, in the order they were made, as they
+    did on the loop. ``await db.get(id)`` is ``store.get(id)`` off the loop.
+    """
+
+    def __init__(self, store: Store):
+        self.sync = store
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="bridge-store")
+
+    def __getattr__(self, name):
+        method = getattr(self.sync, name)
+        if not callable(method):
+            return method
+
+        async def call(*args, **kwargs):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, functools.partial(method, *args, **kwargs))
+
+        call.__name__ = name
+        return call
