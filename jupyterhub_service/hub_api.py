@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -20,6 +20,14 @@ class HubError(Exception):
         self.message = message
 
 
+# JupyterHub answers list calls page by page (``items`` and ``_pagination``)
+# when asked with this type; without it a list is cut at api_page_max_limit
+# (200 by default) with only a warning in the hub's log.
+PAGINATION = "application/jupyterhub-pagination+json"
+# the page size asked for; the hub clamps it to its api_page_max_limit
+PAGE_LIMIT = 200
+
+
 class HubAPI:
     def __init__(self, api_url: str, token: str, timeout: float = 20.0):
         self.api_url = api_url.rstrip("/")
@@ -28,11 +36,13 @@ class HubAPI:
         AsyncHTTPClient.configure(None, max_clients=64)
         self.http = AsyncHTTPClient()
 
-    async def request(self, method: str, path: str, body=None, allow=()) -> tuple[int, object]:
+    async def request(self, method: str, path: str, body=None, allow=(),
+                      accept: str = "application/json") -> tuple[int, object]:
         req = HTTPRequest(
             self.api_url + path,
             method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json",
+                     "Accept": accept},
             body=None if body is None and method in ("GET", "DELETE") else json.dumps(body or {}),
             request_timeout=self.timeout,
             connect_timeout=5,
@@ -97,6 +107,24 @@ class HubAPI:
             allow=(404, 400),
         )
 
-    async def users(self) -> list[dict]:
-        _, data = await self.request("GET", "/users?include_stopped_servers=0&limit=10000")
-        return data if isinstance(data, list) else []
+    async def users(self, state: str = "active") -> list[dict]:
+        """Every hub user in ``state``, each with its active servers, read
+        page by page as jupyterhub-idle-culler does. ``active``: a server
+        ready or pending (starting or stopping); ``ready``: a ready server;
+        ``inactive``: no server at all."""
+        users: list[dict] = []
+        offset = 0
+        while True:
+            query = urlencode({"state": state, "offset": offset, "limit": PAGE_LIMIT})
+            _, data = await self.request("GET", f"/users?{query}", accept=PAGINATION)
+            if isinstance(data, list):  # a hub that does not paginate
+                return users + data
+            if not isinstance(data, dict):
+                return users
+            users += data.get("items") or []
+            following = (data.get("_pagination") or {}).get("next")
+            if not following:
+                return users
+            # the offset, not the hub's own next URL: that one names the
+            # host the hub saw, which may not be the one we reach it at
+            offset = int(following["offset"])
