@@ -143,7 +143,8 @@ class Admission:
         # a guest has one session: launching another dataset replaces it
         # (its slot is free at once; it stops in the background)
         counts["guest"] -= len(replaced)
-        total = counts["guest"] + counts["user"]
+        # sessions still stopping hold a place under the host's cap only
+        total = counts["guest"] + counts["user"] + counts["stopping"]
         if total >= rt["max_sessions"]:
             raise full("capacity", "All notebook sessions on this portal are in use.",
                        total, rt["max_sessions"], await self.db.soonest_expiry())

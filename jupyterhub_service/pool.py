@@ -50,8 +50,9 @@ class Pool:
     async def target(self) -> int:
         rt = self.sessions.runtime.current()
         counts = await self.db.live_counts()
+        # sessions still stopping hold a place under the host's cap
         free = min(rt["max_guests"] - counts["guest"],
-                   rt["max_sessions"] - counts["guest"] - counts["user"])
+                   rt["max_sessions"] - counts["guest"] - counts["user"] - counts["stopping"])
         return max(0, min(rt["pool_size"], free))
 
     # -- claiming -----------------------------------------------------------
@@ -122,23 +123,15 @@ class Pool:
             slot_id = secrets.token_urlsafe(12)
             hub_user = "guest-" + secrets.token_hex(5)
             server = "p-" + secrets.token_hex(5)
-            loop = asyncio.get_running_loop()
-            paths = await loop.run_in_executor(None, self.sessions.scratch.prepare_slot, slot_id)
-            await self.db.pool_add(PoolRecord(
-                hub_user=hub_user, server_name=server, slot_dir=slot_id, status="starting",
-                limits=limits, created_at=utcnow(),
-            ))
-            options = {
-                "session_id": slot_id,
-                "pool": True,
-                "limits": {**limits, "pids": 256},
-                "data_dir": paths["data_dir"],
-                "home_dir": paths["home_dir"],
-                "home_seed_dir": paths["home_seed_dir"],
-                "open_path": "start_here.ipynb",
-            }
+            # the record first, under the admission lock: the reconciler
+            # takes whatever it finds without an owner for an orphan
+            async with self.sessions.admission.lock:
+                await self.db.pool_add(PoolRecord(
+                    hub_user=hub_user, server_name=server, slot_dir=slot_id, status="starting",
+                    limits=limits, created_at=utcnow(),
+                ))
             try:
-                await self.sessions.servers.spawn(hub_user, server, options)
+                await self._spawn(slot_id, hub_user, server, limits)
             except Exception as e:
                 log.warning("pool server %s failed to start: %s", hub_user, e)
                 rec = await self.db.pool_remove(hub_user)
@@ -152,6 +145,21 @@ class Pool:
                 await self._teardown(PoolRecord(hub_user=hub_user, server_name=server,
                                                 slot_dir=slot_id, status="gone", limits=limits,
                                                 created_at=utcnow()))
+
+    async def _spawn(self, slot_id: str, hub_user: str, server: str, limits: dict) -> None:
+        """An empty slot, and a server in it."""
+        loop = asyncio.get_running_loop()
+        paths = await loop.run_in_executor(None, self.sessions.scratch.prepare_slot, slot_id)
+        options = {
+            "session_id": slot_id,
+            "pool": True,
+            "limits": {**limits, "pids": 256},
+            "data_dir": paths["data_dir"],
+            "home_dir": paths["home_dir"],
+            "home_seed_dir": paths["home_seed_dir"],
+            "open_path": "start_here.ipynb",
+        }
+        await self.sessions.servers.spawn(hub_user, server, options)
 
     async def discard(self, rec: PoolRecord) -> None:
         if await self.db.pool_remove(rec.hub_user) is not None:

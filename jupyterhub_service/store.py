@@ -23,12 +23,18 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+# sessions a visitor holds: they count against every cap
 LIVE = ("pending", "ready")
+# a session being torn down (or whose teardown failed and is retried): its
+# server may still run, so it keeps a place under max_sessions, the host's
+# cap, but no longer a guest's or a user's own slot
+STOPPING = "stopping"
 
 
 def utcnow() -> dt.datetime:
@@ -183,16 +189,28 @@ class Store:
             return list(s.scalars(q.order_by(SessionRecord.started_at)))
 
     def live_counts(self) -> dict:
-        """Live (pending or ready) sessions by kind, counted in SQL."""
+        """Live (pending or ready) sessions by kind, and the sessions still
+        stopping, counted in SQL: ``{"guest", "user", "stopping"}``."""
         with self.db() as s:
             rows = s.execute(
-                select(SessionRecord.user_kind, func.count())
-                .where(SessionRecord.status.in_(LIVE))
-                .group_by(SessionRecord.user_kind)
+                select(SessionRecord.status, SessionRecord.user_kind, func.count())
+                .where(SessionRecord.status.in_(LIVE + (STOPPING,)))
+                .group_by(SessionRecord.status, SessionRecord.user_kind)
             ).all()
-        counts = {"guest": 0, "user": 0}
-        counts.update({kind: n for kind, n in rows})
+        counts = {"guest": 0, "user": 0, "stopping": 0}
+        for status, kind, n in rows:
+            counts["stopping" if status == STOPPING else kind] += n
         return counts
+
+    def owning_sessions(self) -> list[SessionRecord]:
+        """Sessions that may still hold a server, a directory or a
+        container: live, stopping, or failed and not yet cleaned up."""
+        with self.db() as s:
+            q = select(SessionRecord).where(or_(
+                SessionRecord.status.in_(LIVE + (STOPPING,)),
+                (SessionRecord.status == "error") & SessionRecord.ended_at.is_(None),
+            ))
+            return list(s.scalars(q))
 
     def live_guests_at(self, client_ip: str) -> int:
         """Live guest sessions launched from one client address."""
