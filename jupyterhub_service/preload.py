@@ -59,7 +59,8 @@ Layout under ``root`` (mode 0700, so sessions cannot browse it)::
     links/<digest>.json     validators of a response-keyed resource
     tmp/                    downloads in progress, renamed into entries/
 
-Downloads run in a bounded thread pool with urllib3, streamed to disk in
+Downloads run in a bounded thread pool through ``guarded_download`` (the
+SSRF guard, the total deadline, the size caps), streamed to disk in
 1 MiB chunks. For external URLs each hop (redirects are followed here, at
 most five) is resolved once, every address is checked, and the connection
 goes to the checked address while the Host header and TLS SNI keep the
@@ -71,15 +72,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import os
 import re
 import shutil
-import socket
-import ssl
-import threading
 import time
 import unicodedata
 import uuid
@@ -89,18 +86,11 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urljoin, urlsplit
 
-import certifi
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import NewConnectionError, TimeoutError as Urllib3Timeout
+from .guarded_download import FetchError, GuardedDownloader, human_size
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20
-MAX_REDIRECTS = 5
 README_NAME = "README.md"
-_REDIRECTS = {301, 302, 303, 307, 308}
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 # Extension for a resource format, so the file opens with the right reader.
 _FORMAT_ALIASES = {
@@ -121,14 +111,6 @@ _FORMAT_ALIASES = {
     "jupyter notebook": "ipynb",
     "notebook": "ipynb",
 }
-
-
-class FetchError(Exception):
-    """A download failed; the message is shown to the user as the reason."""
-
-
-class _Cancelled(FetchError):
-    pass
 
 
 def extension_for(fmt: str | None) -> str | None:
@@ -240,74 +222,6 @@ class _Download:
     last_modified: str | None = None
 
 
-class _Transfer:
-    """A download's connection, so a timer can cut it at the deadline."""
-
-    def __init__(self) -> None:
-        self.cancelled = threading.Event()
-        self._lock = threading.Lock()
-        self._response = None
-
-    def attach(self, response) -> None:
-        with self._lock:
-            self._response = response
-            if self.cancelled.is_set():
-                self._shutdown()
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.cancelled.set()
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        # Unblocks a read that is waiting on the socket in the worker thread.
-        try:
-            if self._response is not None:
-                self._response.shutdown()
-        except (ValueError, RuntimeError, OSError):
-            pass
-
-
-def _human_size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            break
-        n /= 1024
-    if unit == "bytes":
-        return f"{int(n)} bytes"
-    return f"{n:.1f}".rstrip("0").rstrip(".") + f" {unit}"
-
-
-def _seconds(t: float) -> str:
-    return f"{t:g} s"
-
-
-def _forbidden_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why an address must not be fetched from, or None when it is public."""
-    if ip.version == 6:
-        embedded = [ip.ipv4_mapped, ip.sixtofour]
-        if ip in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        if ip.teredo:
-            embedded.extend(ip.teredo)
-        for inner in embedded:
-            if inner is not None and _forbidden_reason(inner):
-                return _forbidden_reason(inner)
-    for attr, reason in (
-        ("is_unspecified", "unspecified"),
-        ("is_loopback", "loopback"),
-        ("is_link_local", "link-local"),
-        ("is_multicast", "multicast"),
-        ("is_private", "private"),
-        ("is_reserved", "reserved"),
-    ):
-        if getattr(ip, attr):
-            return reason
-    if not ip.is_global:
-        return "non-public"
-    return None
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
@@ -346,11 +260,13 @@ class ResourceCache:
         ca_bundle: str | None = None,
     ) -> None:
         self.root = Path(root)
-        self.ca_bundle = ca_bundle or certifi.where()
         self.max_bytes = max_bytes
         self.max_resource_size = max_resource_size
         self.download_timeout = download_timeout
-        self.fetch_allowlist = {h.strip().lower().strip("[]") for h in fetch_allowlist if h.strip()}
+        self.downloader = GuardedDownloader(
+            max_bytes=max_resource_size, timeout=download_timeout, allowlist=fetch_allowlist,
+            ca_bundle=ca_bundle, user_agent="ckanext-jupyternotebook-preload",
+        )
         self._entries = self.root / "entries"
         self._links = self.root / "links"
         self._tmp = self.root / "tmp"
@@ -457,144 +373,19 @@ class ResourceCache:
     # -- the download itself (worker thread) --------------------------------
 
     def _download(self, spec: ResourceSpec, validators: dict | None) -> _Download:
-        transfer = _Transfer()
-        # The timer cuts a stalled or trickling connection at the deadline.
-        timer = threading.Timer(self.download_timeout, transfer.cancel)
-        timer.daemon = True
-        deadline = time.monotonic() + self.download_timeout
-        timer.start()
         tmp_path = self._tmp / uuid.uuid4().hex
         try:
-            return self._download_into(spec, validators, tmp_path, transfer, deadline)
-        except (_Cancelled, Urllib3Timeout, socket.timeout):
-            raise FetchError(f"timed out after {_seconds(self.download_timeout)}") from None
-        except (urllib3.exceptions.SSLError, ssl.SSLError) as exc:
-            raise FetchError(f"TLS certificate check failed: {_describe(exc)}") from None
-        except (Urllib3Error, OSError) as exc:
-            if transfer.cancelled.is_set():
-                raise FetchError(f"timed out after {_seconds(self.download_timeout)}") from None
-            raise FetchError(f"download failed: {_describe(exc)}") from None
+            with open(tmp_path, "wb") as sink:
+                result = self.downloader.fetch(spec.fetch_url, sink, trusted=spec.source == "ckan",
+                                               validators=validators)
+            if result.not_modified:
+                return _Download(not_modified=True)
+            kept = tmp_path.with_name(tmp_path.name + ".done")
+            os.replace(tmp_path, kept)
+            return _Download(tmp_path=kept, size=result.size, etag=result.etag,
+                             last_modified=result.last_modified)
         finally:
-            timer.cancel()
             tmp_path.unlink(missing_ok=True)
-
-    def _download_into(self, spec, validators, tmp_path, transfer, deadline) -> _Download:
-        guarded = spec.source != "ckan"
-        url = spec.fetch_url
-        headers = {"Accept-Encoding": "identity", "User-Agent": "ckanext-jupyternotebook-preload"}
-        if validators:
-            if validators.get("etag"):
-                headers["If-None-Match"] = validators["etag"]
-            if validators.get("last_modified"):
-                headers["If-Modified-Since"] = validators["last_modified"]
-
-        for _hop in range(MAX_REDIRECTS + 1):
-            response, pool = self._open(url, headers, guarded, transfer, deadline)
-            try:
-                if response.status in _REDIRECTS:
-                    location = response.headers.get("Location")
-                    if not location:
-                        raise FetchError(f"HTTP {response.status} without a Location")
-                    url = urljoin(url, location)
-                    continue
-                if response.status == 304 and validators:
-                    return _Download(not_modified=True)
-                if response.status != 200:
-                    raise FetchError(f"HTTP {response.status}")
-                size = self._stream(response, tmp_path, transfer, deadline)
-                kept = tmp_path.with_name(tmp_path.name + ".done")
-                os.replace(tmp_path, kept)
-                return _Download(
-                    tmp_path=kept,
-                    size=size,
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
-                )
-            finally:
-                response.close()
-                pool.close()
-        raise FetchError(f"too many redirects (more than {MAX_REDIRECTS})")
-
-    def _stream(self, response, tmp_path: Path, transfer: _Transfer, deadline: float) -> int:
-        limit = self.max_resource_size
-        length = response.headers.get("Content-Length", "")
-        if length.strip().isdigit() and int(length) > limit:
-            raise FetchError(f"larger than the {_human_size(limit)} limit")
-        written = 0
-        with open(tmp_path, "wb") as out:
-            while True:
-                if transfer.cancelled.is_set() or time.monotonic() > deadline:
-                    raise _Cancelled()
-                chunk = response.read1(CHUNK_SIZE)
-                if not chunk:
-                    break
-                written += len(chunk)
-                if written > limit:
-                    raise FetchError(f"larger than the {_human_size(limit)} limit")
-                out.write(chunk)
-        if transfer.cancelled.is_set():
-            raise _Cancelled()
-        return written
-
-    def _open(self, url: str, headers: dict, guarded: bool, transfer: _Transfer, deadline: float):
-        """GET one hop, connected to a checked address; returns (response, pool)."""
-        parts = urllib3.util.parse_url(url)
-        scheme = (parts.scheme or "").lower()
-        if scheme not in ("http", "https"):
-            raise FetchError("refused: only http and https URLs are fetched")
-        host = (parts.host or "").strip("[]").lower()
-        if not host:
-            raise FetchError("refused: the URL has no host")
-        port = parts.port or (443 if scheme == "https" else 80)
-        addresses = self._resolve(host, port, guarded)
-
-        netloc = f"[{host}]" if ":" in host else host
-        if parts.port:
-            netloc += f":{parts.port}"
-        last_error: Exception | None = None
-        for address in addresses:
-            remaining = deadline - time.monotonic()
-            if transfer.cancelled.is_set() or remaining <= 0:
-                raise _Cancelled()
-            timeout = urllib3.Timeout(connect=min(remaining, 30.0), read=remaining)
-            if scheme == "https":
-                pool = urllib3.HTTPSConnectionPool(
-                    address, port, timeout=timeout, retries=False, maxsize=1,
-                    server_hostname=host, assert_hostname=host,
-                    cert_reqs="CERT_REQUIRED", ca_certs=self.ca_bundle,
-                )
-            else:
-                pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
-            try:
-                response = pool.urlopen(
-                    "GET", parts.request_uri, headers={**headers, "Host": netloc},
-                    redirect=False, retries=False, preload_content=False,
-                    decode_content=True, assert_same_host=False, release_conn=False,
-                )
-            except (NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
-                pool.close()
-                last_error = exc
-                continue
-            except BaseException:
-                pool.close()
-                raise
-            transfer.attach(response)
-            return response, pool
-        raise FetchError(f"could not connect to {host}: {_describe(last_error)}")
-
-    def _resolve(self, host: str, port: int, guarded: bool) -> list[str]:
-        """Resolve once; when guarded, refuse unless every address is public."""
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise FetchError(f"host not found: {host}") from None
-        addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
-        if guarded and host not in self.fetch_allowlist:
-            for address in addresses:
-                reason = _forbidden_reason(ipaddress.ip_address(address))
-                if reason:
-                    raise FetchError(f"refused: {host} resolves to a {reason} address ({address})")
-        return addresses
 
     # -- entries ----------------------------------------------------------
 
@@ -722,14 +513,6 @@ class _NamedLock:
             self._registry.pop(self._name, None)
 
 
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "no address"
-    reason = getattr(exc, "reason", None) or exc
-    text = str(reason).strip() or type(reason).__name__
-    return text[:200]
-
-
 # -- per-session data directory -------------------------------------------
 
 def populate_data_dir(fetched: list[Fetched], data_dir: Path, *, readme: bool = True) -> None:
@@ -799,7 +582,7 @@ def _readme_text(present: list[Fetched], failures: list[tuple[Fetched, str]]) ->
         lines += ["| file | resource | format | size |", "|---|---|---|---|"]
         for item in present:
             try:
-                size = _human_size(os.stat(item.path).st_size)
+                size = human_size(os.stat(item.path).st_size)
             except OSError:
                 size = ""
             lines.append(

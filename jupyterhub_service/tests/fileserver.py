@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,6 +26,7 @@ class Route:
     stall: float = 0.0  # seconds of silence after the headers
     trickle: float = 0.0  # seconds between one-byte writes
     hold: threading.Event | None = None  # wait for this before sending the body
+    headers: dict = field(default_factory=dict)  # sent as they are (e.g. Content-Encoding)
 
 
 @dataclass
@@ -96,6 +97,8 @@ def _handler_for(server: FileServer):
                 self.send_header("ETag", route.etag)
             if route.last_modified:
                 self.send_header("Last-Modified", route.last_modified)
+            for name, value in route.headers.items():
+                self.send_header(name, value)
             if route.content_length is True:
                 self.send_header("Content-Length", str(len(route.body)))
             elif route.content_length is not None:

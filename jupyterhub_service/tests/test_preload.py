@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import os
 import socket
 import ssl
 import stat
 import threading
+import tracemalloc
+import zlib
 
 import pytest
 import urllib3.util.connection
 
+from jupyterhub_service.guarded_download import forbidden_reason
 from jupyterhub_service.preload import (
     Fetched,
     ResourceCache,
     ResourceSpec,
-    _forbidden_reason,
     populate_data_dir,
     safe_filename,
 )
@@ -281,6 +284,68 @@ def test_trickling_download_times_out(server, make_cache, tmp_path):
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
 
 
+def _gzip_of_zeros(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip stream
+    block = bytes(MiB)
+    return b"".join(packer.compress(block) for _ in range(size // MiB)) + packer.flush()
+
+
+def test_gzip_bomb_sent_despite_identity_stops_at_the_cap_in_bounded_memory(server, make_cache, tmp_path):
+    # 256 MiB of zeros in a 256 KiB gzip body, sent although we ask for identity
+    bomb = _gzip_of_zeros(256 * MiB)
+    server.routes["/bomb.csv"] = Route(bomb, headers={"Content-Encoding": "gzip"})
+    cache = make_cache(max_resource_size=16 * MiB)
+    tracemalloc.start()
+    try:
+        [result] = fetch(cache, spec(server.url("/bomb.csv"), hash="h"))
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert server.hits[0].headers["accept-encoding"] == "identity"
+    assert result.error == "larger than the 16 MiB limit once decompressed"
+    assert peak < 8 * MiB
+    assert cache.entries() == []
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    populate_data_dir([result], tmp_path / "data")
+    readme = (tmp_path / "data" / "README.md").read_text()
+    assert "- data.csv (CSV): larger than the 16 MiB limit once decompressed" in readme
+
+
+def test_compressed_body_over_the_cap_is_refused_before_inflating(server, make_cache):
+    noise = os.urandom(2 * MiB)  # incompressible: the gzip body itself is over 1 MiB
+    server.routes["/big.gz"] = Route(gzip.compress(noise), content_length=None,
+                                     headers={"Content-Encoding": "gzip"})
+    [result] = fetch(make_cache(max_resource_size=MiB), spec(server.url("/big.gz"), hash="h"))
+    assert result.error == "larger than the 1 MiB limit"
+
+
+@pytest.mark.parametrize("encoding, pack", [
+    ("gzip", gzip.compress),
+    ("deflate", zlib.compress),  # zlib-wrapped, as the standard says
+    ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw, as some servers send it
+])
+def test_compressed_body_sent_despite_identity_is_stored_decoded(encoding, pack, server, make_cache):
+    body = b"a,b\n" + b"1,2\n" * 1000
+    server.routes["/z.csv"] = Route(pack(body), headers={"Content-Encoding": encoding})
+    [result] = fetch(make_cache(), spec(server.url("/z.csv"), hash="h"))
+    assert result.error is None
+    assert result.path.read_bytes() == body
+    assert result.downloaded_bytes == len(body)
+
+
+def test_body_in_an_unsupported_encoding_is_refused(server, make_cache):
+    server.routes["/b.csv"] = Route(b"\x1b\x00\x00", headers={"Content-Encoding": "br"})
+    [result] = fetch(make_cache(), spec(server.url("/b.csv"), hash="h"))
+    assert result.error == "the server sent the file compressed as 'br', which is not supported"
+
+
+def test_truncated_gzip_body_is_refused(server, make_cache):
+    server.routes["/cut.csv"] = Route(gzip.compress(os.urandom(5000))[:-100],
+                                      headers={"Content-Encoding": "gzip"})
+    [result] = fetch(make_cache(), spec(server.url("/cut.csv"), hash="h"))
+    assert result.error == "the server sent a truncated compressed body"
+
+
 # -- the SSRF guard ------------------------------------------------------------
 
 
@@ -433,7 +498,7 @@ def test_name_resolving_to_a_private_address_is_refused(make_cache, fake_dns, co
     ],
 )
 def test_address_classification_sees_through_ipv6_wrappings(address, reason):
-    assert _forbidden_reason(ipaddress.ip_address(address)) == reason
+    assert forbidden_reason(ipaddress.ip_address(address)) == reason
 
 
 def test_from_dict_treats_unmarked_urls_as_external_unless_trusted_prefix():
