@@ -72,6 +72,7 @@ TEST_SETTINGS = {
     "timeout": 1200, "idle_timeout": 0, "max_guests": 10, "max_sessions": 20,
     "max_sessions_per_user": 3, "guest_access": True, "guest_rate_limit": 1000,
     "cpu_percent": 50, "memory_limit": "1G", "pool_size": 0,
+    "max_guests_per_address": 30, "disk_limit": "2G", "session_egress": "public",
 }
 
 

@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -41,65 +42,106 @@ def parse_bool(value: str | bool) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-# short name → (environment variable, default, parser)
-TABLE: dict[str, tuple[str, str, type | None]] = {
-    "hub_url": ("CKAN_JUPYTERNOTEBOOK_URL", "http://127.0.0.1:8000", str),
-    "hub_base_url": ("CKAN_JUPYTERHUB_BASE_URL", "/", str),
-    "api_url": ("CKAN_API_JUPYTERHUB", "http://127.0.0.1:6000", str),
-    "api_token": ("CKAN_JUPYTERHUB_API_TOKEN", "", str),
-    "timeout": ("CKAN_JUPYTERHUB_TIMEOUT", "1200", int),
-    "idle_timeout": ("CKAN_JUPYTERHUB_IDLE_TIMEOUT", "0", int),
-    "max_guests": ("CKAN_JUPYTERHUB_USER", "100", int),
-    "max_sessions": ("CKAN_JUPYTERHUB_MAX_SESSIONS", "200", int),
-    "max_sessions_per_user": ("CKAN_JUPYTERHUB_SESSIONS_PER_USER", "3", int),
-    "guest_access": ("CKAN_JUPYTERHUB_GUEST_ACCESS", "true", parse_bool),
-    "guest_rate_limit": ("CKAN_JUPYTERHUB_GUEST_RATE", "3", int),
-    "cpu_percent": ("CKAN_JUPYTERHUB_PERCENTAGE_CPU", "50", int),
-    "memory_limit": ("CKAN_JUPYTERHUB_MEMORY_LIMIT", "1G", str),
-    "spawner": ("CKAN_JUPYTERHUB_SPAWNER", "local", str),
-    "pool_size": ("CKAN_JUPYTERHUB_POOL_SIZE", "0", int),
-    "network": ("CKAN_NETWORK", "", str),
-    "storage_path": ("CKAN_STORAGE_NOTEBOOK", "", str),
-    "max_resource_size": ("CKAN_JUPYTERHUB_MAX_RESOURCE_SIZE", "2G", str),
-    "download_timeout": ("CKAN_JUPYTERHUB_DOWNLOAD_TIMEOUT", "600", int),
-    "fetch_allowlist": ("CKAN_JUPYTERHUB_FETCH_ALLOWLIST", "", str),
+def parse_choice(*choices: str):
+    def parse(value: str) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"one of {', '.join(choices)}, not {value!r}")
+        return text
+    parse.choices = choices
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: where it comes from, its default, its type and range.
+
+    ``low``/``high`` bound integers, and sizes in bytes; CKAN's
+    ``config_declaration.yaml`` declares the same ranges, and a test
+    (ckanext/jupyternotebook/tests/test_settings_agree.py) compares the two.
+    """
+
+    env: str
+    default: str
+    parse: Callable[[str], object] = str
+    low: int | None = None
+    high: int | None = None
+    runtime: bool = False
+
+
+_RUNTIME = {"runtime": True}
+_WEEK = 7 * 24 * 3600
+_MB = 1024**2
+
+# short name → its option; the short name is the key in /api/settings
+TABLE: dict[str, Option] = {
+    "hub_url": Option("CKAN_JUPYTERNOTEBOOK_URL", "http://127.0.0.1:8000"),
+    "hub_base_url": Option("CKAN_JUPYTERHUB_BASE_URL", "/"),
+    "api_url": Option("CKAN_API_JUPYTERHUB", "http://127.0.0.1:6000"),
+    "api_token": Option("CKAN_JUPYTERHUB_API_TOKEN", ""),
+    "timeout": Option("CKAN_JUPYTERHUB_TIMEOUT", "1200", int, 10, _WEEK, **_RUNTIME),
+    "idle_timeout": Option("CKAN_JUPYTERHUB_IDLE_TIMEOUT", "0", int, 0, _WEEK, **_RUNTIME),
+    "max_guests": Option("CKAN_JUPYTERHUB_USER", "100", int, 0, 100000, **_RUNTIME),
+    "max_sessions": Option("CKAN_JUPYTERHUB_MAX_SESSIONS", "200", int, 0, 100000, **_RUNTIME),
+    "max_sessions_per_user": Option(
+        "CKAN_JUPYTERHUB_SESSIONS_PER_USER", "3", int, 0, 1000, **_RUNTIME
+    ),
+    # Guest sessions one client address may hold at once. 30: a school class
+    # behind one NAT address all get a session, while one address can never
+    # take more than 30 of the default 100 guest slots.
+    "max_guests_per_address": Option(
+        "CKAN_JUPYTERHUB_GUESTS_PER_ADDRESS", "30", int, 1, 100000, **_RUNTIME
+    ),
+    "guest_access": Option("CKAN_JUPYTERHUB_GUEST_ACCESS", "true", parse_bool, **_RUNTIME),
+    "guest_rate_limit": Option("CKAN_JUPYTERHUB_GUEST_RATE", "3", int, 0, 100000, **_RUNTIME),
+    # percent of one core; the container spawners clamp it to the engine's
+    # CPUs at spawn, so one range holds on every host
+    "cpu_percent": Option("CKAN_JUPYTERHUB_PERCENTAGE_CPU", "50", int, 1, 6400, **_RUNTIME),
+    "memory_limit": Option("CKAN_JUPYTERHUB_MEMORY_LIMIT", "1G", str, 64 * _MB, **_RUNTIME),
+    "disk_limit": Option("CKAN_JUPYTERHUB_DISK_LIMIT", "2G", str, 64 * _MB, **_RUNTIME),
+    "session_egress": Option(
+        "CKAN_JUPYTERHUB_SESSION_EGRESS", "public", parse_choice("public", "none"), **_RUNTIME
+    ),
+    "spawner": Option("CKAN_JUPYTERHUB_SPAWNER", "local", parse_choice("local", "docker", "swarm")),
+    "pool_size": Option("CKAN_JUPYTERHUB_POOL_SIZE", "0", int, 0, 10000, **_RUNTIME),
+    "network": Option("CKAN_NETWORK", ""),
+    "storage_path": Option("CKAN_STORAGE_NOTEBOOK", ""),
+    "max_resource_size": Option("CKAN_JUPYTERHUB_MAX_RESOURCE_SIZE", "2G", str, 1),
+    "download_timeout": Option("CKAN_JUPYTERHUB_DOWNLOAD_TIMEOUT", "600", int, 1, 86400),
+    "fetch_allowlist": Option("CKAN_JUPYTERHUB_FETCH_ALLOWLIST", ""),
 }
 
-RUNTIME_KEYS = (
-    "timeout",
-    "idle_timeout",
-    "max_guests",
-    "max_sessions",
-    "max_sessions_per_user",
-    "guest_access",
-    "guest_rate_limit",
-    "cpu_percent",
-    "memory_limit",
-    "pool_size",
-)
+#: settings CKAN's admin page edits and pushes with PUT /api/settings
+RUNTIME_KEYS = tuple(short for short, option in TABLE.items() if option.runtime)
+
+#: settings whose text is a size (``512M``, ``2G``); their range is in bytes
+SIZE_KEYS = ("memory_limit", "disk_limit", "max_resource_size")
+
+
+def _check(key: str, raw) -> object:
+    """Parse one value and check it against its range; raises ValueError."""
+    option = TABLE[key]
+    try:
+        parsed = option.parse(raw) if option.parse is not str else str(raw).strip()
+        measured = parse_bytes(parsed) if key in SIZE_KEYS else parsed
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{key}: {e}") from None
+    if isinstance(measured, int) and not isinstance(measured, bool):
+        low, high = option.low, option.high
+        if (low is not None and measured < low) or (high is not None and measured > high):
+            if key in SIZE_KEYS:
+                raise ValueError(f"{key}: at least {low // _MB}M")
+            if high is None:
+                raise ValueError(f"{key}: at least {low}")
+            raise ValueError(f"{key}: from {low} to {high}")
+    return parsed
 
 
 def validate_runtime(key: str, value) -> object:
     """Parse and check one runtime-editable value; raises ValueError."""
     if key not in RUNTIME_KEYS:
         raise ValueError(f"{key} is not a runtime setting")
-    parser = TABLE[key][2]
-    try:
-        parsed = parser(value) if parser is not str else str(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{key}: {e}") from None
-    if key == "memory_limit":
-        if parse_bytes(parsed) < 64 * 1024**2:
-            raise ValueError("memory_limit: at least 64M")
-    elif key == "cpu_percent":
-        if not 1 <= parsed <= 100 * (os.cpu_count() or 1) * 4:
-            raise ValueError("cpu_percent: between 1 and 400 per core")
-    elif key == "timeout":
-        if parsed < 10:
-            raise ValueError("timeout: at least 10 seconds")
-    elif isinstance(parsed, int) and not isinstance(parsed, bool) and parsed < 0:
-        raise ValueError(f"{key}: must not be negative")
-    return parsed
+    return _check(key, value)
 
 
 @dataclass(frozen=True)
@@ -113,10 +155,13 @@ class Settings:
     max_guests: int
     max_sessions: int
     max_sessions_per_user: int
+    max_guests_per_address: int
     guest_access: bool
     guest_rate_limit: int
     cpu_percent: int
     memory_limit: str
+    disk_limit: str
+    session_egress: str
     spawner: str
     pool_size: int
     network: str
@@ -161,7 +206,8 @@ class Settings:
 
     @property
     def allowlist(self) -> list[str]:
-        return [h.strip().lower() for h in self.fetch_allowlist.split(",") if h.strip()]
+        # documented as space-separated; commas are accepted too
+        return [h.lower() for h in re.split(r"[\s,]+", self.fetch_allowlist) if h]
 
     def runtime_defaults(self) -> dict:
         return {k: getattr(self, k) for k in RUNTIME_KEYS}
@@ -170,9 +216,12 @@ class Settings:
 def load(environ=None) -> Settings:
     env = os.environ if environ is None else environ
     values = {}
-    for short, (var, default, parser) in TABLE.items():
-        raw = env.get(var, default)
-        values[short] = parser(raw) if parser is not str else raw
+    for short, option in TABLE.items():
+        raw = env.get(option.env, option.default)
+        try:
+            values[short] = _check(short, raw)
+        except ValueError as e:
+            raise ValueError(f"{option.env}: {e}") from None
     state_dir = Path(env.get("JUPYTERNOTEBOOK_STATE_DIR", ".")).resolve()
     values.update(
         state_dir=state_dir,
@@ -192,11 +241,6 @@ def load(environ=None) -> Settings:
         hub_connect_host=env.get("JUPYTERNOTEBOOK_HUB_CONNECT_HOST", ""),
         proxy_api_port=int(env.get("JUPYTERNOTEBOOK_PROXY_API_PORT", "8001")),
     )
-    for key in RUNTIME_KEYS:
-        validate_runtime(key, values[key])
-    parse_bytes(values["max_resource_size"])
-    if values["spawner"] not in ("local", "docker", "swarm"):
-        raise ValueError("CKAN_JUPYTERHUB_SPAWNER must be local, docker or swarm")
     return Settings(**values)
 
 

@@ -65,10 +65,14 @@ _SETTINGS = [
     Setting("max_sessions", "CKAN_JUPYTERHUB_MAX_SESSIONS", _as_int, True),
     Setting("max_sessions_per_user", "CKAN_JUPYTERHUB_SESSIONS_PER_USER",
             _as_int, True),
+    Setting("max_guests_per_address", "CKAN_JUPYTERHUB_GUESTS_PER_ADDRESS",
+            _as_int, True),
     Setting("guest_access", "CKAN_JUPYTERHUB_GUEST_ACCESS", tk.asbool, True),
     Setting("guest_rate_limit", "CKAN_JUPYTERHUB_GUEST_RATE", _as_int, True),
     Setting("cpu_percent", "CKAN_JUPYTERHUB_PERCENTAGE_CPU", _as_int, True),
     Setting("memory_limit", "CKAN_JUPYTERHUB_MEMORY_LIMIT", _as_str, True),
+    Setting("disk_limit", "CKAN_JUPYTERHUB_DISK_LIMIT", _as_str, True),
+    Setting("session_egress", "CKAN_JUPYTERHUB_SESSION_EGRESS", _as_str, True),
     Setting("spawner", "CKAN_JUPYTERHUB_SPAWNER", _as_str),
     Setting("pool_size", "CKAN_JUPYTERHUB_POOL_SIZE", _as_int, True),
     Setting("network", "CKAN_NETWORK", _as_str),
@@ -77,6 +81,7 @@ _SETTINGS = [
     Setting("download_timeout", "CKAN_JUPYTERHUB_DOWNLOAD_TIMEOUT", _as_int),
     Setting("fetch_allowlist", "CKAN_JUPYTERHUB_FETCH_ALLOWLIST", _as_list),
     # CKAN-side only; not in the bridge's /api/settings
+    Setting("trusted_proxies", "CKAN_JUPYTERHUB_TRUSTED_PROXIES", _as_list),
     Setting("grant_ttl", "", _as_int),
     Setting("request_timeout", "", _as_int),
     Setting("launch_timeout", "", _as_int),
@@ -174,7 +179,7 @@ def check(config: CKANConfig) -> None:
             "the same token the JupyterHub bridge is configured with.")
     for short in ("hub_url", "api_url"):
         _check_url(short, values[short])
-    for short in ("memory_limit", "max_resource_size"):
+    for short in ("memory_limit", "disk_limit", "max_resource_size"):
         if not _SIZE.match(values[short]):
             raise CkanConfigurationException(
                 f"{key(short)} must be a size such as 512M or 2G, "

@@ -64,6 +64,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "max_guests": (0, 100000),
     "max_sessions": (0, 100000),
     "max_sessions_per_user": (0, 1000),
+    "max_guests_per_address": (1, 100000),
     "guest_rate_limit": (0, 100000),
     "cpu_percent": (1, 6400),
     "pool_size": (0, 10000),
@@ -98,6 +99,26 @@ def memory_limit_validator(value: Any, context: Any) -> str:
     return f"{m.group(1)}{m.group(2).upper()}"
 
 
+def disk_limit_validator(value: Any, context: Any) -> str:
+    m = _MEMORY_RE.match(str(value))
+    if not m:
+        raise tk.Invalid(tk._(
+            "Enter a size such as 512M or 2G (K, M or G suffix)."))
+    if parse_bytes(value) < _MIN_MEMORY:
+        raise tk.Invalid(tk._("The disk limit must be at least 64M."))
+    return f"{m.group(1)}{m.group(2).upper()}"
+
+
+EGRESS_CHOICES = ("public", "none")
+
+
+def session_egress_validator(value: Any, context: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in EGRESS_CHOICES:
+        raise tk.Invalid(tk._("Choose public or none."))
+    return text
+
+
 def guest_access_validator(value: Any, context: Any) -> str:
     text = str(value).strip().lower()
     if text in ("true", "1", "yes", "on"):
@@ -112,6 +133,10 @@ def validators_for(short: str) -> list:
         return [_int_in_range(short)]
     if short == "memory_limit":
         return [memory_limit_validator]
+    if short == "disk_limit":
+        return [disk_limit_validator]
+    if short == "session_egress":
+        return [session_egress_validator]
     if short == "guest_access":
         return [guest_access_validator]
     raise KeyError(short)
@@ -154,8 +179,10 @@ def admin_saved() -> dict[str, str]:
 
 def _normal(short: str, value: Any) -> Any:
     try:
-        if short == "memory_limit":
+        if short in ("memory_limit", "disk_limit"):
             return parse_bytes(value)
+        if short == "session_egress":
+            return str(value).strip().lower()
         if short == "guest_access":
             return tk.asbool(value)
         return int(value)

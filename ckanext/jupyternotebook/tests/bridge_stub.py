@@ -15,6 +15,7 @@ DEFAULTS = {
     "timeout": 1200, "idle_timeout": 0, "max_guests": 100, "max_sessions": 200,
     "max_sessions_per_user": 3, "guest_access": True, "guest_rate_limit": 3,
     "cpu_percent": 50, "memory_limit": "1G", "pool_size": 0,
+    "max_guests_per_address": 30, "disk_limit": "2G", "session_egress": "public",
 }
 
 

@@ -21,9 +21,10 @@ def _reload_plugin_config():
     app_globals.reset()
 
 
-@pytest.mark.usefixtures("with_plugins")
+@pytest.mark.usefixtures("with_plugins", "clean_db")
 def test_default_applies_when_nothing_is_set():
     from ckanext.jupyternotebook import config as settings
+    _reload_plugin_config()  # forget values an earlier test saved
     assert settings.get("timeout") == 1200
     assert settings.get("max_sessions_per_user") == 3
     assert settings.get("guest_access") is True
@@ -71,6 +72,11 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
         "CKAN_JUPYTERHUB_DOWNLOAD_TIMEOUT": ("download_timeout", 64),
         "CKAN_JUPYTERHUB_FETCH_ALLOWLIST": ("fetch_allowlist",
                                             ["a.example", "b.example"]),
+        "CKAN_JUPYTERHUB_GUESTS_PER_ADDRESS": ("max_guests_per_address", 12),
+        "CKAN_JUPYTERHUB_DISK_LIMIT": ("disk_limit", "5G"),
+        "CKAN_JUPYTERHUB_SESSION_EGRESS": ("session_egress", "none"),
+        "CKAN_JUPYTERHUB_TRUSTED_PROXIES": ("trusted_proxies",
+                                            ["127.0.0.1", "10.0.0.0/8"]),
     }
     for env, (_, expected) in values.items():
         text = " ".join(expected) if isinstance(expected, list) \
@@ -124,7 +130,8 @@ def test_runtime_editable_settings_are_declared_editable():
     assert editable == set(settings.RUNTIME_EDITABLE) == {
         "timeout", "idle_timeout", "max_guests", "max_sessions",
         "max_sessions_per_user", "guest_access", "guest_rate_limit",
-        "cpu_percent", "memory_limit", "pool_size"}
+        "cpu_percent", "memory_limit", "pool_size", "max_guests_per_address",
+        "disk_limit", "session_egress"}
 
 
 def _configure(**overrides):
