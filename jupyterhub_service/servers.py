@@ -1,9 +1,11 @@
 """Named servers through the hub's REST API: create the user, start the
 server and wait until it answers; stop it and wait until it is gone.
 
-Hub users are created and deleted under a lock per hub user, so that a
-teardown deciding to delete a user and a launch re-creating the same user
-(a CKAN user's hub name is always the same) never interleave.
+A launch starts a server, and a teardown stops one and deletes the hub
+user, under a lock per hub user: a relaunch by the same CKAN user during a
+stop starts its server only once the old one is gone and the decision about
+the user is made, so neither the user nor a server of the same name is
+removed under the new session.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class Servers:
 
     @asynccontextmanager
     async def hub_user(self, name: str):
-        """Exclusive use of one hub user's existence (create or delete)."""
+        """Exclusive use of one hub user: creating or deleting it, starting or
+        stopping its servers."""
         self._user_lock_users[name] += 1
         try:
             async with self._user_locks[name]:
@@ -54,13 +57,11 @@ class Servers:
             async with self.hub_user(hub_user):
                 await self.hub.ensure_user(hub_user)
                 code = await self.hub.start_server(hub_user, server_name, options)
-            if code == 400:
-                # a stale server of the same name: stop it, then start afresh
-                log.warning("stale server %s/%s; restarting it", hub_user, server_name)
-                await self.hub.stop_server(hub_user, server_name, remove=True)
-                await self.wait_stopped(hub_user, server_name)
-                async with self.hub_user(hub_user):
-                    await self.hub.ensure_user(hub_user)
+                if code == 400:
+                    # a stale server of the same name (a session that ended
+                    # while the bridge was down): stop it, then start afresh
+                    log.warning("stale server %s/%s; restarting it", hub_user, server_name)
+                    await self.stop(hub_user, server_name)
                     await self.hub.start_server(hub_user, server_name, options)
         except HubError as e:
             raise hub_unavailable(f"The hub refused to start the server: {e.message}") from None
@@ -110,15 +111,24 @@ class Servers:
         except (HubUnavailable, HubError) as e:
             raise StopFailed(f"stopping {hub_user}/{server_name}: {e}") from None
 
-    async def delete_user_if_unused(self, hub_user: str, still_used) -> bool:
-        """Delete a hub user unless ``await still_used()`` says a session
-        (a launch just admitted included) needs it. Asked and done under the
-        user's lock, so a launch cannot re-create the user in between."""
+    async def release(self, hub_user: str, server_name: str, *, server_taken,
+                      user_needed) -> None:
+        """Stop a session's server and delete its hub user, under the user's
+        lock from the first question to the deletion, so that no launch of
+        the same hub user starts a server in between (a CKAN user's hub name
+        and a dataset's server name are always the same).
+
+        ``await server_taken()``: another live session owns a server of this
+        name now; it is left to that launch, which replaces a stale one.
+        ``await user_needed()``: a live session (a launch admitted during the
+        stop included) still needs the hub user. StopFailed when the hub did
+        not do its part."""
         async with self.hub_user(hub_user):
-            if await still_used():
-                return False
+            if not await server_taken():
+                await self.stop(hub_user, server_name)
+            if await user_needed():
+                return
             try:
                 await self.hub.delete_user(hub_user)
             except (HubUnavailable, HubError) as e:
                 raise StopFailed(f"deleting {hub_user}: {e}") from None
-            return True

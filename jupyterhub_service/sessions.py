@@ -219,21 +219,28 @@ class Sessions:
         return await self.db.update(session_id, status="ended", ended_at=utcnow())
 
     async def _teardown(self, rec: SessionRecord) -> None:
-        async def still_used() -> bool:
+        async def others() -> list[SessionRecord]:
             live = await self.db.sessions(hub_user=rec.hub_user, statuses=LIVE)
-            return any(s.id != rec.id for s in live)
+            return [s for s in live if s.id != rec.id]
 
-        await self.teardown_server(rec.hub_user, rec.server_name, rec.id, still_used)
+        async def server_taken() -> bool:
+            # the same CKAN user relaunched this dataset while it stopped
+            return any(s.server_name == rec.server_name for s in await others())
 
-    async def teardown_server(self, hub_user: str, server_name: str, slot_id: str,
-                              still_used=None) -> None:
-        """Stop a server, delete its hub user unless ``await still_used()``,
+        async def user_needed() -> bool:
+            return bool(await others())
+
+        await self.servers.release(rec.hub_user, rec.server_name,
+                                   server_taken=server_taken, user_needed=user_needed)
+        await self.scratch.remove(rec.id)
+        self._kick_pool()
+
+    async def teardown_server(self, hub_user: str, server_name: str, slot_id: str) -> None:
+        """Stop a server no session owns (a pool slot), delete its hub user,
         remove its scratch. StopFailed when the hub did not do its part."""
-        await self.servers.stop(hub_user, server_name)
-
-        async def no_one() -> bool:
+        async def no() -> bool:
             return False
 
-        await self.servers.delete_user_if_unused(hub_user, still_used or no_one)
+        await self.servers.release(hub_user, server_name, server_taken=no, user_needed=no)
         await self.scratch.remove(slot_id)
         self._kick_pool()
