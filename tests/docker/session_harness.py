@@ -233,9 +233,21 @@ class Hub:
         self._log.close()
 
 
+def remove_sessions_network(docker_client, network: str) -> None:
+    """A test's sessions network, and the host firewall rules the hub put
+    on it (egress.py)."""
+    from jupyterhub_service import egress
+    from jupyterhub_service.session_network import bridge_interface
+
+    for n in docker_client.networks.list(names=[network]):
+        if n.attrs.get("Driver") == "bridge":
+            egress.remove(bridge_interface(n.attrs))
+        n.remove()
+
+
 def session_containers(docker_client, session_id: str) -> list:
     """The containers of a bridge session (swarm: its task's container)."""
-    from jupyterhub_service.docker_spawner import LABEL_SESSION
+    from jupyterhub_service.container_labels import LABEL_SESSION
 
     return docker_client.containers.list(
         all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})

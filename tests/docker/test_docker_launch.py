@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from session_harness import assert_confined, session_containers
+from session_harness import assert_confined, remove_sessions_network, session_containers
 from stack import ROOT, Stack
 from testing import Bridge, Browser, Lab
 
@@ -39,7 +39,7 @@ def docker_portal(images, hub_stack, docker_client, run_id):
     for network in docker_client.networks.list(names=[f"jn-test-sessions-launch-{run_id}"]):
         for container in docker_client.containers.list(all=True, filters={"network": network.id}):
             container.remove(force=True)
-        network.remove()
+    remove_sessions_network(docker_client, f"jn-test-sessions-launch-{run_id}")
 
 
 def test_a_launch_through_ckan_runs_in_a_limited_container_and_ends_without_a_trace(
@@ -68,6 +68,9 @@ def test_a_launch_through_ckan_runs_in_a_limited_container_and_ends_without_a_tr
     assert session_containers(docker_client, sess["id"]) == []
     assert {v.name for v in docker_client.volumes.list()} <= volumes_before
     assert not (stack.storage / "sessions" / sess["id"]).exists()
+    # the home's image file and its mount went with the container
+    assert list((stack.storage / "session-homes").glob(f"{sess['id']}*")) == []
+    assert not any(sess["id"] in line for line in open("/proc/self/mounts"))
 
     again = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
     assert again.status_code == 200

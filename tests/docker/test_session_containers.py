@@ -12,6 +12,7 @@ from session_harness import (
     exec_in,
     make_session_dirs,
     put_file,
+    remove_sessions_network,
     wait_for,
     tiny_wheel,
     user_options,
@@ -62,8 +63,7 @@ def remove_leftovers(docker_client, network):
     for c in docker_client.containers.list(all=True, filters={"network": network}):
         if c.name.startswith(tuple(f"jupyter-{u}-" for u in TEST_USERS)):
             c.remove(force=True)
-    for n in docker_client.networks.list(names=[network]):
-        n.remove()
+    remove_sessions_network(docker_client, network)
 
 
 def swarm_active(docker_client) -> bool:
