@@ -44,12 +44,6 @@ from .session_network import (
 from .settings import parse_bytes
 from .spawners import wait_listening
 
-# transitional: bridge.py imported these from here; they now live in
-# pool_claim.py and session_network.py (remove once bridge.py's new imports
-# are committed)
-from .pool_claim import claim_hook  # noqa: E402,F401
-from .session_network import network_subnets  # noqa: E402,F401
-
 __all__ = [
     "LABEL_HUB_USER", "LABEL_SERVER", "LABEL_SESSION", "DEFAULT_IMAGE",
     "SessionOptionsError", "SessionContainerSpawner", "SessionDockerSpawner",

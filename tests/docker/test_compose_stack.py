@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from jupyterhub_service.docker_spawner import LABEL_SESSION
+from jupyterhub_service.container_labels import LABEL_SESSION
 from session_harness import (
     REPO,
     assert_confined,
