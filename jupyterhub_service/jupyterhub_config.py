@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from jupyterhub_service import settings as settings_module
-from jupyterhub_service.store import Store
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 s = settings_module.load()
@@ -35,11 +34,18 @@ c.JupyterHub.authenticator_class = "jupyterhub_service.authenticator.TicketAuthe
 c.TicketAuthenticator.ticket_secret = s.api_token
 c.TicketAuthenticator.bridge_db_url = s.bridge_db_url
 c.Authenticator.allow_all = True
-# the hub cookie lives no longer than a session
-c.JupyterHub.cookie_max_age_days = max(s.timeout, 60) / 86400
-c.JupyterHub.oauth_token_expires_in = max(s.timeout, 60)
+# A login lasts as long as its user's latest live session, whatever
+# `timeout` is changed to at run time: the authenticator's refresh_user ends
+# it once the bridge's store has no live session for the user (checked every
+# auth_refresh_age seconds). The cookie and OAuth token lifetimes are only a
+# ceiling, longer than any session can last.
+LOGIN_CEILING_S = max(s.timeout, getattr(s, "max_extended_age", 0), 24 * 3600)
+c.TicketAuthenticator.auth_refresh_age = 10
+c.JupyterHub.cookie_max_age_days = LOGIN_CEILING_S / 86400
+c.JupyterHub.oauth_token_expires_in = LOGIN_CEILING_S
 
 # -- roles: every spawn goes through the bridge's caps ----------------------
+BRIDGE_SCOPES = ["admin:users", "servers", "access:servers"]
 c.JupyterHub.load_roles = [
     # Users may use their own servers, never start or stop one (no
     # `servers` scope). A server's own token holds at most its user's
@@ -54,9 +60,11 @@ c.JupyterHub.load_roles = [
             "users:activity!user",
         ],
     },
+    # The bridge creates and deletes users, starts and stops their servers
+    # and waits on them; it never mints tokens.
     {
         "name": "bridge",
-        "scopes": ["admin:users", "servers", "tokens", "access:servers"],
+        "scopes": BRIDGE_SCOPES,
         "services": ["bridge"],
     },
 ]
@@ -81,6 +89,9 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 90
 c.Spawner.default_url = "/lab"
 c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "30"}
+# a kernel that is executing counts as activity (see busy_kernels.py); the
+# session image carries the module too
+c.Spawner.args = ["--ServerApp.jpserver_extensions", "jupyterhub_service.busy_kernels=True"]
 
 
 
@@ -105,18 +116,3 @@ else:
 
 # -- pages ------------------------------------------------------------------
 c.JupyterHub.template_paths = [str(HERE / "templates")]
-_store = Store(s.bridge_db_url)
-
-
-def _ended_sessions(user):
-    """Ended sessions of this user by server name, for the not-running page."""
-    if user is None:
-        return {}
-    ended = _store.sessions(hub_user=user.name, statuses=("ended", "error", "stopping"))
-    return {
-        r.server_name: {"dataset_url": r.dataset_url, "dataset_title": r.dataset_title}
-        for r in ended
-    }
-
-
-c.JupyterHub.template_vars = {"ended_sessions": _ended_sessions}
