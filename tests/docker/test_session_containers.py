@@ -157,8 +157,10 @@ def test_runs_as_unprivileged_user(session):
 
 def test_pip_install_of_a_local_wheel_works(session, tmp_path):
     wheel = tiny_wheel(tmp_path)
-    put_file(session["container"], wheel, "/tmp")
-    code, out = exec_in(session["container"], f"pip install --no-index /tmp/{wheel.name}")
+    # into the home: the engine refuses archives into a read-only root
+    # filesystem's /tmp
+    put_file(session["container"], wheel, "/home/jovyan")
+    code, out = exec_in(session["container"], f"pip install --no-index ~/{wheel.name}")
     assert code == 0, out
     code, out = exec_in(session["container"], 'python -c "import tinypkg; print(tinypkg.ANSWER)"')
     assert code == 0 and out.strip() == "42", out
