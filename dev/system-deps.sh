@@ -5,7 +5,7 @@ packages=(
     postgresql redis-server libpq-dev libmagic1 build-essential python3-venv python3-dev
     nodejs node-configurable-http-proxy
     chromium chromium-driver
-    debootstrap curl git
+    debootstrap curl git iptables
 )
 missing=()
 for pkg in "${packages[@]}"; do
