@@ -26,6 +26,7 @@ the revert.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -49,6 +50,8 @@ __all__ = [
     "SessionOptionsError", "SessionContainerSpawner", "SessionDockerSpawner",
     "SessionSwarmSpawner", "docker_spawner_config",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
 MIN_DISK = 64 * 1024**2
@@ -527,7 +530,12 @@ def docker_spawner_config(
     if hub_in_container is None:
         hub_in_container = bool(getattr(settings, "hub_connect_host", ""))
     hub_host = hub_host or getattr(settings, "hub_connect_host", "")
+    # root on the Docker host: loop mounts and the host's firewall
     on_host = not swarm and not hub_in_container
+    if on_host and os.geteuid() != 0:
+        log.warning("the hub does not run as root: neither disk_limit nor session_egress "
+                    "is enforced for the session containers")
+        on_host = False
     spawner_cfg.home_on_image = on_host
     spawner_cfg.enforce_egress = on_host
     client = docker.APIClient(version="auto")

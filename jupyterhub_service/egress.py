@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def chain_names(bridge: str) -> tuple[str, str]:
 
 
 _iptables: str | None = None
+# concurrent starts (the pool starts several) must not both add the jumps
+_lock = threading.Lock()
 
 
 def iptables() -> str:
@@ -139,7 +142,11 @@ def apply(bridge: str, hub_ip: str, hub_port: int, mode: str = "public",
           dns: list[str] | None = None) -> bool:
     """Make the rules for this bridge what ``mode`` asks; True if anything
     changed. Idempotent; one transaction."""
-    dns = resolvers() if dns is None else dns
+    with _lock:
+        return _apply(bridge, hub_ip, hub_port, mode, resolvers() if dns is None else dns)
+
+
+def _apply(bridge: str, hub_ip: str, hub_port: int, mode: str, dns: list[str]) -> bool:
     wanted = desired_rules(bridge, hub_ip, hub_port, mode, dns)
     chain_in, chain_out = chain_names(bridge)
     jumps = {
