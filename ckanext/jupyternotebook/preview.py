@@ -14,15 +14,15 @@ resource's hash (or last_modified, or metadata_modified), bounded in bytes.
 from __future__ import annotations
 
 import html
-import ipaddress
+import io
 import json
 import logging
-import socket
+import re
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Optional
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import ckan.plugins.toolkit as tk
 
@@ -294,8 +294,38 @@ _ALLOWED_STYLE_PROPERTIES = frozenset({
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
 _IMAGE_DATA_PREFIX = "data:image/"
 
+# A style value may call only these functions: anything else can load a URL
+# (url(), image-set()) or run script in old browsers (expression()).
+_STYLE_FUNCTIONS = frozenset({"rgb", "rgba", "hsl", "hsla", "calc"})
+# Escapes and comments could spell a forbidden word ("expr\65ssion",
+# "expr/**/ession"); "@" starts @import, ":" a scheme such as javascript:.
+_STYLE_FORBIDDEN_CHARS = ("\\", "/*", "*/", "@", ":", ";", "<", ">", "\"", "'", "{", "}")
+
+
+def _style_value_is_safe(value: str) -> bool:
+    v = value.strip().lower()
+    if not v or any(c in v for c in _STYLE_FORBIDDEN_CHARS):
+        return False
+    if any(ord(c) < 32 for c in v):
+        return False
+    functions = re.findall(r"([a-z0-9_-]*)\s*\(", v)
+    return all(name in _STYLE_FUNCTIONS for name in functions)
+
+
+def _filter_style(value: str) -> Optional[str]:
+    """Keep the declarations whose property is allowed and whose value is plain."""
+    kept = []
+    for declaration in value.split(";"):
+        name, colon, val = declaration.partition(":")
+        name = name.strip().lower()
+        if colon and name in _ALLOWED_STYLE_PROPERTIES and _style_value_is_safe(val):
+            kept.append(f"{name}: {val.strip()}")
+    return "; ".join(kept) or None
+
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> Optional[str]:
+    if attribute == "style":
+        return _filter_style(value)
     if attribute == "src":
         # Only inline images: nothing may be fetched from anywhere.
         return value if value.strip().lower().startswith(_IMAGE_DATA_PREFIX) else None
@@ -396,14 +426,15 @@ def _read_limited(chunks, limit: int) -> bytes:
 
 
 def _read_upload(resource: dict[str, Any], limit: int) -> bytes:
-    import file_keeper as fk
-    from ckan.lib import files, uploader
+    from ckan.lib import uploader
+
+    from .compat import files, keeper_storage
 
     upload = uploader.get_resource_uploader(resource)
     path = upload.get_path(resource["id"])
-    storage = getattr(upload, "storage", None)
+    storage = keeper_storage(upload)
     try:
-        if isinstance(storage, fk.Storage):
+        if storage is not None:
             location = files.Location(path)
             size = storage.size(location)
             if size > limit:
@@ -419,61 +450,46 @@ def _read_upload(resource: dict[str, Any], limit: int) -> bytes:
         raise NotebookUnavailable(str(e)) from e
 
 
-def _host_allowed(host: str, port: int) -> bool:
+#: The whole read of a link resource (resolution, redirects, body) ends
+#: after this long: a visitor waits for the page meanwhile.
+READ_URL_SECONDS = 20.0
+
+
+def _fetch_allowlist() -> list[str]:
     allow = tk.config.get("ckanext.jupyternotebook.fetch_allowlist") or []
-    if isinstance(allow, str):
-        allow = allow.split()
-    if host.lower() in {h.lower() for h in allow}:
-        return True
+    return allow.split() if isinstance(allow, str) else list(allow)
+
+
+def _read_url(url: str, limit: int, timeout: float) -> bytes:
+    """GET an external notebook through the bridge's guarded downloader:
+    public addresses only (every hop, pinned), no proxy, one deadline."""
+    from jupyterhub_service.guarded_download import FetchError, GuardedDownloader, TooLarge
+
+    downloader = GuardedDownloader(
+        max_bytes=limit, timeout=timeout, allowlist=_fetch_allowlist(),
+        user_agent="ckanext-jupyternotebook-preview",
+    )
+    sink = io.BytesIO()
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return False
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if (ip.is_private or ip.is_loopback or ip.is_link_local
-                or ip.is_reserved or ip.is_multicast or ip.is_unspecified):
-            return False
-    return True
+        downloader.fetch(url, sink)
+    except TooLarge as e:
+        raise NotebookTooLarge(limit) from e
+    except FetchError as e:
+        log.info("preview of %s not read: %s", url, e)
+        raise NotebookUnavailable(str(e)) from e
+    return sink.getvalue()
 
 
-def _read_url(url: str, limit: int) -> bytes:
-    """GET an external notebook; every hop must be a public address."""
-    import requests
-
-    for _hop in range(5):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise NotebookUnavailable(f"unsupported URL {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if not _host_allowed(parts.hostname, port):
-            raise NotebookUnavailable(f"refused address for {parts.hostname}")
-        try:
-            with requests.get(url, stream=True, timeout=(5, 20),
-                              allow_redirects=False) as r:
-                if r.is_redirect:
-                    url = urljoin(url, r.headers.get("Location", ""))
-                    continue
-                r.raise_for_status()
-                declared = r.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise NotebookTooLarge(limit)
-                return _read_limited(r.iter_content(1 << 16), limit)
-        except PreviewError:
-            raise
-        except requests.RequestException as e:
-            raise NotebookUnavailable(str(e)) from e
-    raise NotebookUnavailable("too many redirects")
-
-
-def read_resource(resource: dict[str, Any], limit: Optional[int] = None) -> bytes:
+def read_resource(resource: dict[str, Any], limit: Optional[int] = None,
+                  timeout: Optional[float] = None) -> bytes:
     limit = max_notebook_bytes() if limit is None else limit
+    timeout = READ_URL_SECONDS if timeout is None else timeout
     if resource.get("url_type") == "upload":
         return _read_upload(resource, limit)
     if resource.get("url_type"):
         # Another extension's storage (e.g. datastore): nothing to read here.
         raise NotebookUnavailable(f"url_type {resource['url_type']!r}")
-    return _read_url(resource.get("url") or "", limit)
+    return _read_url(resource.get("url") or "", limit, timeout)
 
 
 # --------------------------------------------------------------------------
@@ -481,6 +497,9 @@ def read_resource(resource: dict[str, Any], limit: Optional[int] = None) -> byte
 
 #: Link resources without hash or last_modified are re-read after this long.
 LINK_TTL_SECONDS = 600
+#: A read that failed (host down, refused, timed out) is retried after this
+#: long, so anonymous views cannot make CKAN hammer a slow or dead host.
+FAILED_READ_TTL_SECONDS = 60
 
 
 class PreviewCache:
@@ -560,8 +579,10 @@ def resource_preview(
         title = resource.get("name") or resource["id"]
         try:
             hit = render_page(reader(resource), title)
-        except NotebookUnavailable:
-            raise  # often transient: try again next time
+        except NotebookUnavailable as e:
+            # often transient: remembered briefly, then read again
+            cache.put(key, e, FAILED_READ_TTL_SECONDS)
+            raise
         except PreviewError as e:
             hit = e
         cache.put(key, hit, ttl)

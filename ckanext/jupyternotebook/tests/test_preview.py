@@ -8,6 +8,8 @@ import pytest
 
 from ckan.tests import factories, helpers
 
+from jupyterhub_service.tests.fileserver import Route
+
 DATA = Path(__file__).parent / "data"
 DEMO_NOTEBOOK = Path(__file__).resolve().parents[3] / "dev" / "demo" / "explore.ipynb"
 
@@ -163,6 +165,146 @@ def test_link_resource_on_a_loopback_address_is_refused():
     with pytest.raises(preview.NotebookUnavailable):
         preview.read_resource({"id": "x", "url": "http://127.0.0.1:9/a.ipynb",
                                "url_type": ""}, limit=1000)
+
+
+@pytest.mark.parametrize("style", [
+    "width:expression(alert())",
+    "width: expr\\65ssion(alert(1))",
+    "width: expr/**/ession(alert(1))",
+    "color: url(http://127.0.0.1:9/x)",
+    "font-family: x @import 'http://127.0.0.1:9/x.css'",
+    "width: javascript:alert(1)",
+    "color: image-set('http://127.0.0.1:9/x.png' 1x)",
+])
+def test_sanitizer_drops_style_values_that_could_run_or_load_anything(style):
+    from ckanext.jupyternotebook import preview
+    html = preview.sanitize_html(f'<p style="{style}; color: red">a</p>')
+    assert html == '<p style="color:red">a</p>'
+
+
+def test_sanitizer_keeps_plain_style_values():
+    from ckanext.jupyternotebook import preview
+    html = preview.sanitize_html(
+        '<table><tr><td style="text-align: right; background-color: rgb(1, 2, 3); width: 10px">'
+        '1</td></tr></table>')
+    assert 'text-align:right' in html.replace(" ", "")
+    assert 'background-color:rgb(1,2,3)' in html.replace(" ", "")
+
+
+# --------------------------------------------------------------------------
+# reading link resources (real HTTP servers on 127.0.0.1)
+
+
+@pytest.fixture
+def files():
+    from jupyterhub_service.tests.fileserver import FileServer
+    server = FileServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy():
+    from jupyterhub_service.tests.fileserver import FileServer
+    server = FileServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rebinding_dns(monkeypatch):
+    """rebind.test answers a public address first, then loopback: a check
+    followed by a second lookup would connect to 127.0.0.1. Connections to
+    any address other than loopback are refused on this machine, so nothing
+    leaves it."""
+    import ipaddress
+    import socket
+
+    import urllib3.util.connection
+
+    lookups, refused = [], []
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = urllib3.util.connection.create_connection
+
+    def getaddrinfo(host, port, *args, **kw):
+        if host != "rebind.test":
+            return real_getaddrinfo(host, port, *args, **kw)
+        lookups.append(host)
+        address = "93.184.215.14" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    def loopback_only(address, *args, **kw):
+        try:
+            public = not ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            public = False  # a name: resolved (by our getaddrinfo) inside
+        if public:
+            refused.append(address)
+            raise ConnectionRefusedError("test: no traffic leaves the machine")
+        return real_connect(address, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", loopback_only)
+    return lookups, refused
+
+
+def test_link_preview_connects_to_the_address_it_checked_not_a_second_lookup(files, rebinding_dns):
+    from ckanext.jupyternotebook import preview
+    lookups, refused = rebinding_dns
+    files.routes["/nb.ipynb"] = Route(demo_notebook_bytes())
+    with pytest.raises(preview.NotebookUnavailable):
+        preview.read_resource({"id": "x", "url_type": "",
+                               "url": f"http://rebind.test:{files.port}/nb.ipynb"}, limit=10**6)
+    assert files.hits == []
+    assert lookups == ["rebind.test"]
+    assert refused == [("93.184.215.14", files.port)]
+
+
+@pytest.mark.ckan_config("ckanext.jupyternotebook.fetch_allowlist", "127.0.0.1")
+def test_link_preview_ignores_proxy_variables_and_netrc(files, proxy, monkeypatch, tmp_path):
+    from ckanext.jupyternotebook import preview
+    files.routes["/nb.ipynb"] = Route(demo_notebook_bytes())
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy.url(""))
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(netrc))
+    raw = preview.read_resource({"id": "x", "url_type": "", "url": files.url("/nb.ipynb")},
+                                limit=10**6)
+    assert raw == demo_notebook_bytes()
+    assert proxy.hits == []
+    assert "authorization" not in files.hits[0].headers
+
+
+@pytest.mark.ckan_config("ckanext.jupyternotebook.fetch_allowlist", "127.0.0.1")
+def test_link_preview_of_a_slow_drip_server_ends_at_one_deadline(files, monkeypatch):
+    import time
+    from ckanext.jupyternotebook import preview
+    # 400 bytes at one per 50 ms: every read is quick, the whole takes 20 s
+    files.routes["/slow.ipynb"] = Route(b"{" + b" " * 399, trickle=0.05, content_length=None)
+    monkeypatch.setattr(preview, "READ_URL_SECONDS", 1, raising=False)
+    started = time.monotonic()
+    with pytest.raises(preview.NotebookUnavailable, match="timed out after 1 s"):
+        preview.read_resource({"id": "x", "url_type": "", "url": files.url("/slow.ipynb")},
+                              limit=10**6)
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.ckan_config("ckanext.jupyternotebook.fetch_allowlist", "127.0.0.1")
+def test_failed_link_read_is_remembered_and_not_retried_at_once(files, monkeypatch):
+    from ckanext.jupyternotebook import preview
+    preview.cache.clear()
+    files.routes["/stall.ipynb"] = Route(b"{}", stall=30)
+    monkeypatch.setattr(preview, "READ_URL_SECONDS", 1, raising=False)
+    resource = {"id": "r-stall", "url_type": "", "url": files.url("/stall.ipynb"),
+                "metadata_modified": "2024-01-01T00:00:00"}
+    for _ in range(3):
+        with pytest.raises(preview.NotebookUnavailable):
+            preview.resource_preview(resource)
+    assert len(files.hits) == 1
 
 
 # --------------------------------------------------------------------------
