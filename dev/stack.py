@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+# CKAN 2.10 and 2.11 cannot share an environment with the hub, so each half
+# may live in its own (dev/environments.sh makes them): HUB_VENV and CKAN_VENV
+# name them, both default to the environment running this. CKAN_DB_SUFFIX
+# gives each CKAN line databases of its own (2.10 cannot read one that 2.12
+# has upgraded).
+VENV_BIN = Path(os.environ.get("HUB_VENV") or Path(sys.executable).parent.parent) / "bin"
+CKAN_BIN = Path(os.environ.get("CKAN_VENV") or Path(sys.executable).parent.parent) / "bin"
+CKAN_DB_SUFFIX = os.environ.get("CKAN_DB_SUFFIX", "")
 PLUGIN_VARS = ("CKAN_JUPYTER", "CKAN_NETWORK", "CKAN_API_JUPYTERHUB", "CKAN_STORAGE_NOTEBOOK")
 
 
@@ -215,7 +222,7 @@ class Stack:
         self.ini.write_text(template.substitute(
             CKAN_PORT=self.ckan_port,
             SITE_URL=self.ckan_url,
-            DB_URL=f"postgresql://ckan_default:pass@localhost/{self.ckan_db}",
+            DB_URL=f"postgresql://ckan_default:pass@localhost/{self.ckan_db}{CKAN_DB_SUFFIX}",
             SOLR_URL=f"http://127.0.0.1:{self.solr_port}/solr/ckan",
             REDIS_URL=f"redis://localhost:6379/{self.redis_db}",
             STORAGE_PATH=str(self.directory / "ckan-storage"),
@@ -232,16 +239,16 @@ class Stack:
         the seed's answer (sysadmin, password, api_token, dataset)."""
         self.write_ckan_ini()
         env = {**os.environ, **self.plugin_env()}
-        subprocess.run([str(VENV_BIN / "ckan"), "-c", str(self.ini), "db", "init"],
+        subprocess.run([str(CKAN_BIN / "ckan"), "-c", str(self.ini), "db", "init"],
                        check=True, env=env, capture_output=True)
         out = subprocess.run(
-            [sys.executable, str(ROOT / "dev" / "seed.py"), "--config", str(self.ini)],
+            [str(CKAN_BIN / "python"), str(ROOT / "dev" / "seed.py"), "--config", str(self.ini)],
             check=True, capture_output=True, text=True, env=env,
         ).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     def start_ckan(self) -> None:
-        self.spawn("ckan", [str(VENV_BIN / "gunicorn"), "--workers", "1", "--threads", "64",
+        self.spawn("ckan", [str(CKAN_BIN / "gunicorn"), "--workers", "1", "--threads", "64",
                             "--timeout", "300", "--bind", f"127.0.0.1:{self.ckan_port}",
                             "--chdir", str(ROOT / "dev"), "wsgi:application"],
                    {**self.plugin_env(), "CKAN_INI": str(self.ini)})
@@ -257,9 +264,11 @@ class Stack:
             "NODE_PATH": "/usr/share/nodejs",
         }
 
-    def start_hub(self, **env) -> None:
+    def start_hub(self, *hub_args: str, **env) -> None:
+        """``hub_args``: extra command-line options for the hub (a test's
+        ``--JupyterHub.api_page_max_limit=2``)."""
         self.spawn("hub", [str(VENV_BIN / "jupyterhub"), "-f",
-                           str(ROOT / "jupyterhub_service" / "jupyterhub_config.py")],
+                           str(ROOT / "jupyterhub_service" / "jupyterhub_config.py"), *hub_args],
                    {**self.hub_env(), **env}, cwd=self.hub_state)
         wait_for("the hub", f"{self.hub_url}/hub/health", logs=self.logs)
         wait_for("the bridge", f"{self.bridge_url}/api/health",

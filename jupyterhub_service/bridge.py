@@ -184,6 +184,20 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
     )
 
 
+# how long the start-up waits for sessions that lost their server to end
+# before it serves anyway (their teardowns go on in the background)
+RECOVER_TIMEOUT = 60
+
+
+def recover(reaper: Reaper) -> None:
+    """End, before serving, what a restart left behind: a visitor clicking
+    again right after a hub restart must not be sent to a dead server."""
+    try:
+        IOLoop.current().run_sync(reaper.recover, timeout=RECOVER_TIMEOUT)
+    except Exception:
+        log.exception("start-up recovery did not finish; the reaper goes on")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[bridge %(asctime)s %(levelname)s] %(message)s")
     settings = load()
@@ -202,13 +216,17 @@ def main() -> None:
     app = make_app(settings, store, hub, refused_networks=refused)
     sessions = app.settings["sessions"]
     sessions.attach_pool(Pool(sessions))
-    reaper = Reaper(sessions)
+    remove_engine_orphans = None
     if settings.spawner != "local":
+        from .container_orphans import remove_orphans
         from .pool_claim import claim_hook
 
         sessions.on_claim = claim_hook(settings)
+        remove_engine_orphans = remove_orphans
+    reaper = Reaper(sessions, remove_engine_orphans)
     sessions.runtime.current()  # read once, before serving
-    IOLoop.current().add_callback(reaper.recover)
+    recover(reaper)
+    IOLoop.current().add_callback(reaper.after_start)
     app.listen(settings.bridge_port, address=settings.bridge_host, **HTTP_SERVER_OPTIONS)
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
     PeriodicCallback(lambda: asyncio.ensure_future(reaper.run_once()),

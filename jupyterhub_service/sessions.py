@@ -80,7 +80,8 @@ class Sessions:
         return {
             "guests": {"active": counts["guest"], "max": rt["max_guests"]},
             "users": {"active": counts["user"]},
-            "sessions": {"active": counts["guest"] + counts["user"], "max": rt["max_sessions"]},
+            "sessions": {"active": counts["guest"] + counts["user"], "max": rt["max_sessions"],
+                         "stopping": counts["stopping"]},
             "pool": pool,
         }
 
