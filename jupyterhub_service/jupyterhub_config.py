@@ -113,6 +113,10 @@ else:
     from jupyterhub_service.docker_spawner import docker_spawner_config
 
     docker_spawner_config(c, s)
+    # session containers outlive a hub restart or upgrade: the hub leaves
+    # them running and finds them again from each spawner's saved state;
+    # the bridge ends only sessions whose server is really gone
+    c.JupyterHub.cleanup_servers = False
 
 # -- pages ------------------------------------------------------------------
 c.JupyterHub.template_paths = [str(HERE / "templates")]
