@@ -85,7 +85,10 @@ def hub_stack():
         ckan_port=5050, hub_port=8050, bridge_port=6050, solr_port=SOLR_STANDIN_PORT,
         hub_api_port=8051, proxy_api_port=8052, ckan_db="ckan_e2e", redis_db="2",
         api_token=TEST_TOKEN,
-        extra_env={"CKAN_JUPYTERHUB_GUEST_RATE": "1000"},
+        # 127.0.0.2 is the test reverse proxy's trusted source address
+        # (tests/e2e/test_reverse_proxy.py); nothing else sends from it
+        extra_env={"CKAN_JUPYTERHUB_GUEST_RATE": "1000",
+                   "CKAN_JUPYTERHUB_TRUSTED_PROXIES": "127.0.0.2"},
     )
     # one test stack per machine: a second test run waits here instead of
     # stopping the first one's hub

@@ -6,6 +6,7 @@ packages=(
     nodejs node-configurable-http-proxy
     chromium chromium-driver
     debootstrap curl git iptables
+    nginx-light
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -12,7 +12,9 @@ import flask
 
 import ckan.plugins.toolkit as tk
 
-from . import hub_client, runtime_settings
+from . import settings
+from . import hub_client, identity
+from .settings_sync import sync
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +38,9 @@ def _sysadmins_only():
 
 
 def duration(seconds: Optional[float]) -> str:
-    """A short, translated duration such as "1 h 5 min" or "45 s"."""
-    if seconds is None:
-        return "–"
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return tk._("{h} h {m} min").format(h=hours, m=minutes)
-    if minutes:
-        return tk._("{m} min {s} s").format(m=minutes, s=secs)
-    return tk._("{s} s").format(s=secs)
+    """A translated duration; "–" when unknown."""
+    from .helpers import jupyternotebook_duration
+    return "–" if seconds is None else jupyternotebook_duration(seconds)
 
 
 def session_rows(sessions: list[dict[str, Any]],
@@ -82,7 +76,8 @@ def index():
     sessions: list[dict[str, Any]] = []
     error = None
     if health.get("status") != "down":
-        runtime_settings.resync(client)
+        # a sysadmin looking at the page wants the state now
+        sync.resync(client, force=True)
         try:
             capacity = client.capacity()
             sessions = [s for s in client.list_sessions()
@@ -95,7 +90,10 @@ def index():
         "capacity": capacity,
         "sessions": session_rows(sessions),
         "error": error,
-        "settings_pending": runtime_settings.is_pending(),
+        "settings_pending": sync.is_pending(),
+        "settings_rejected": sync.rejection(),
+        "untrusted_forwarder": identity.untrusted_forwarder(),
+        "trusted_proxies": settings.get("trusted_proxies"),
     })
 
 
@@ -120,7 +118,7 @@ def push_settings():
     from .hub_client import BridgeError
 
     try:
-        runtime_settings.push()
+        sync.push()
     except BridgeError:
         tk.h.flash_error(tk._(
             "The notebook service could not be reached; the settings will be"

@@ -38,7 +38,7 @@ def jupyter():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(as_json: bool):
     """Bridge and hub health, capacity and whether settings are in force."""
-    from . import runtime_settings
+    from .settings_sync import sync
     from .hub_client import BridgeError, HubClient
 
     client = HubClient.from_config()
@@ -56,9 +56,9 @@ def status(as_json: bool):
             result["capacity"] = None
             result["capacity_error"] = getattr(err, "message", str(err))
             up = False
-        result["settings_in_sync"] = runtime_settings.resync(
+        result["settings_in_sync"] = sync.resync(
             client, force=True)
-    result["settings_pending"] = runtime_settings.is_pending()
+    result["settings_pending"] = sync.is_pending()
 
     if as_json:
         _echo_json(result)
@@ -138,11 +138,11 @@ def stop(session_id: str):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def push_settings(as_json: bool):
     """Send CKAN's runtime settings to the bridge now."""
-    from . import runtime_settings
+    from .settings_sync import sync
     from .hub_client import BridgeError
 
     try:
-        answer = runtime_settings.push()
+        answer = sync.push()
     except BridgeError as err:
         _fail("could not push settings (they will be pushed again when the "
               f"bridge answers): {getattr(err, 'message', err)}")
@@ -150,5 +150,6 @@ def push_settings(as_json: bool):
     if as_json:
         _echo_json(answer)
     else:
-        for key in sorted(runtime_settings.current()):
+        from . import settings
+        for key in sorted(settings.RUNTIME_EDITABLE):
             click.echo(f"{key} = {answer.get(key)}")

@@ -16,7 +16,7 @@ import ckan.plugins.toolkit as tk
 
 from jupyterhub_service import signing
 
-from . import config as settings
+from . import settings
 
 _PURPOSE = b"ckanext.jupyternotebook fetch grant v1"
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import ckan.plugins.toolkit as tk
 
-from . import config as settings
+from . import settings
 from . import hub_client
 
 
@@ -31,17 +31,19 @@ def jupyternotebook_seconds_left(expires_at: str | None) -> int | None:
     return max(0, int((when - now).total_seconds()))
 
 
-def jupyternotebook_duration(seconds: int | None) -> str:
-    """A short, translated "3 min" / "1 h 5 min" / "40 s"."""
+def jupyternotebook_duration(seconds: int | float | None) -> str:
+    """A duration in the page's language, as babel words it ("5 minutes",
+    "1 hour", "40 seconds"); empty for None."""
     if seconds is None:
         return ""
-    if seconds < 60:
-        return tk._("%(n)d s") % {"n": seconds}
-    minutes = (seconds + 59) // 60
-    if minutes < 60:
-        return tk._("%(n)d min") % {"n": minutes}
-    return tk._("%(h)d h %(m)d min") % {"h": minutes // 60,
-                                        "m": minutes % 60}
+    from babel.dates import format_timedelta
+    from ckan.lib.i18n import get_lang
+    try:
+        locale = get_lang() or "en"
+    except Exception:  # outside a request (the CLI)
+        locale = "en"
+    return format_timedelta(dt.timedelta(seconds=max(0, int(seconds))),
+                            locale=locale)
 
 
 # --------------------------------------------------------------------------
@@ -50,9 +52,9 @@ def jupyternotebook_duration(seconds: int | None) -> str:
 
 def jupyternotebook_settings_pending() -> bool:
     """Saved runtime settings have not reached the bridge yet."""
-    from . import runtime_settings
+    from .settings_sync import sync
     try:
-        return runtime_settings.is_pending()
+        return sync.is_pending()
     except Exception:  # a template helper must not break the admin page
         return False
 

@@ -16,7 +16,7 @@ import requests
 
 import ckan.plugins.toolkit as tk
 
-from . import config as settings
+from . import settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,16 @@ class CapacityReached(BridgeError):
         self.retry_after = retry_after
         self.max = self.body.get("max")
         self.active = self.body.get("active")
+
+
+class LaunchesBusy(HubUnavailable):
+    """This CKAN process has as many launches in flight as it allows."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(tk._("Many notebooks are starting right now. "
+                              "Please try again in a moment."),
+                         "busy", 503, {"retry_after": retry_after})
+        self.retry_after = retry_after
 
 
 class NotFound(tk.ObjectNotFound):

@@ -7,13 +7,14 @@ import ckan.plugins.toolkit as tk
 from ckan.common import CKANConfig
 from ckan.lib.plugins import DefaultTranslation
 
-from . import config as settings
-from . import logic, views
+from . import settings
+from . import views
 
 
 @tk.blanket.config_declarations
-@tk.blanket.actions(logic.actions)
-@tk.blanket.auth_functions(logic.auth_functions)
+@tk.blanket.validators
+@tk.blanket.actions
+@tk.blanket.auth_functions
 @tk.blanket.helpers
 @tk.blanket.blueprints(views.blueprints)
 class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
@@ -36,8 +37,7 @@ class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
         notebook_view.add_to_default_views(config)
 
     def update_config_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        from . import runtime_settings
-        schema.update(runtime_settings.config_schema())
+        schema.update(settings.config_schema())
         return schema
 
     # IConfigurable
@@ -69,10 +69,8 @@ class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
     # ISignal
 
     def get_signal_subscriptions(self) -> dict[Any, Any]:
-        from . import runtime_settings
-        # CKAN's admin "Reset" must reset our runtime settings too.
-        return {tk.signals.request_finished: [
-            runtime_settings.on_request_finished]}
+        from . import subscriptions
+        return subscriptions.get_subscriptions()
 
     # IClick
 

@@ -12,8 +12,10 @@ to the config it saw first, which already holds the environment values.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
-import re
+from functools import lru_cache
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -23,8 +25,6 @@ from ckan.common import CKANConfig
 from ckan.exceptions import CkanConfigurationException
 
 PREFIX = "ckanext.jupyternotebook."
-
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?i?B?$", re.IGNORECASE)
 
 
 def _as_int(value: Any) -> int:
@@ -85,6 +85,7 @@ _SETTINGS = [
     Setting("grant_ttl", "", _as_int),
     Setting("request_timeout", "", _as_int),
     Setting("launch_timeout", "", _as_int),
+    Setting("max_launches_in_flight", "", _as_int),
     Setting("fetch_base_url", "CKAN_JUPYTERHUB_FETCH_BASE_URL", _as_str),
 ]
 
@@ -145,6 +146,21 @@ def runtime_settings() -> dict[str, Any]:
     return {short: get(short) for short in RUNTIME_EDITABLE}
 
 
+def deployed_runtime_settings() -> dict[str, Any]:
+    """The runtime-editable settings from the environment, ckan.ini or the
+    defaults, whatever a sysadmin saved."""
+    return {short: deployed(short) for short in RUNTIME_EDITABLE}
+
+
+def config_schema() -> dict[str, list]:
+    """Our runtime-editable keys for ``IConfigurer.update_config_schema``,
+    with their declared validators. An emptied field on the admin form keeps
+    the value in force."""
+    ignore_empty = tk.get_validator("ignore_empty")
+    return {key(short): [ignore_empty] + declared_validators(short)
+            for short in RUNTIME_EDITABLE}
+
+
 def _check_url(short: str, value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -179,16 +195,74 @@ def check(config: CKANConfig) -> None:
             "the same token the JupyterHub bridge is configured with.")
     for short in ("hub_url", "api_url"):
         _check_url(short, values[short])
-    for short in ("memory_limit", "disk_limit", "max_resource_size"):
-        if not _SIZE.match(values[short]):
+    for setting in _SETTINGS:
+        _check_declared(setting, config.get(setting.key))
+    for entry in values["trusted_proxies"]:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as err:
             raise CkanConfigurationException(
-                f"{key(short)} must be a size such as 512M or 2G, "
-                f"got {values[short]!r}")
+                f"{key('trusted_proxies')} must list IP addresses or CIDR "
+                f"networks such as 10.0.0.0/8, got {entry!r} (environment "
+                f"variable {SETTINGS['trusted_proxies'].env})") from err
     for setting in _SETTINGS:
         if setting.parse is _as_int and values[setting.short] < 0:
             raise CkanConfigurationException(
                 f"{setting.key} must not be negative, "
                 f"got {values[setting.short]}")
+
+
+def declared_validators(short: str) -> list:
+    """The plugin's validators ``config_declaration.yaml`` names for a
+    setting, built from the file itself (so they hold before the plugin is
+    loaded, as in ``configure``). CKAN's own ``convert_int`` and
+    ``boolean_validator`` are left out: the admin form stores text.
+    KeyError when it names none."""
+    import ast
+
+    from .logic import validators
+
+    names = _declared_validator_names().get(key(short), "")
+    built = []
+    for token in names.split():
+        name, _, args = token.partition("(")
+        if not name.startswith("jupyternotebook_"):
+            continue
+        factory = getattr(validators, name)
+        if args:
+            parsed = ast.literal_eval(args[:-1] + ",")  # always a tuple
+            built.append(factory(*parsed))
+        else:
+            built.append(factory)
+    if not built:
+        raise KeyError(short)
+    return built
+
+
+@lru_cache(maxsize=1)
+def _declared_validator_names() -> dict[str, str]:
+    import yaml
+    declaration = yaml.safe_load(
+        (Path(__file__).parent / "config_declaration.yaml").read_text())
+    return {option["key"]: option.get("validators", "")
+            for group in declaration["groups"] for option in group["options"]}
+
+
+def _check_declared(setting: Setting, value: Any) -> None:
+    if value is None or value == "":
+        return
+    try:
+        validators = declared_validators(setting.short)
+    except KeyError:
+        return
+    for validator in validators:
+        try:
+            value = validator(value, {})
+        except tk.Invalid as err:
+            raise CkanConfigurationException(
+                f"{setting.key} has an invalid value {value!r}: {err.error}"
+                + (f" (environment variable {setting.env})"
+                   if setting.env else "")) from err
 
 
 def _parses(setting: Setting, config: CKANConfig) -> bool:

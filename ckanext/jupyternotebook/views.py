@@ -14,7 +14,7 @@ from ckan.lib import files
 from ckan.types import Context
 
 from . import grants, hub_client
-from . import config as settings
+from . import settings
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,13 @@ class LaunchView(MethodView):
         data_dict = {"id": id}
         if resource_id:
             data_dict["resource_id"] = resource_id
+        context = _context()
+        # the form's CSRF token was checked just above: guests may launch
+        from .logic.auth import GUEST_LAUNCH
+        context[GUEST_LAUNCH] = True
         try:
             session = tk.get_action("jupyternotebook_session_create")(
-                _context(), data_dict)
+                context, data_dict)
         except tk.ObjectNotFound:
             return tk.abort(404, tk._("Dataset not found"))
         except tk.NotAuthorized:
@@ -194,6 +198,9 @@ def _unavailable_page(err: hub_client.BridgeError, id: str | None,
     body = tk.render("jupyternotebook/unavailable.html", extra_vars={
         "error": err, "dataset_id": id,
     })
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:  # "busy": this process's launches are full
+        return body, status, {"Retry-After": str(retry_after)}
     return body, status
 
 

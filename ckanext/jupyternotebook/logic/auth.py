@@ -4,8 +4,22 @@ import ckan.authz as authz
 import ckan.plugins.toolkit as tk
 from ckan.types import AuthResult, Context, DataDict
 
-from .. import config as settings
+from .. import settings
 from .. import hub_client, identity
+
+__all__ = [
+    "jupyternotebook_session_create",
+    "jupyternotebook_session_list",
+    "jupyternotebook_session_delete",
+    "jupyternotebook_capacity_show",
+    "jupyternotebook_settings_show",
+    "jupyternotebook_settings_update",
+]
+
+
+#: context flag set by the launch view once it has checked the form's CSRF
+#: token; the API cannot set it (API callers never supply a context).
+GUEST_LAUNCH = "jupyternotebook_guest_launch"
 
 
 def _is_guest(context: Context) -> bool:
@@ -23,6 +37,14 @@ def jupyternotebook_session_create(context: Context,
                 "msg": tk._("You are not allowed to read this dataset")}
     if not _is_guest(context):
         return {"success": True}
+    if not context.get(GUEST_LAUNCH):
+        # A cookieless API call would get a fresh guest id each time, and
+        # CKAN's API CSRF exemption cannot be relied on: guests launch only
+        # through the plugin's own form, which checks CSRF itself.
+        return {"success": False, "msg": tk._(
+            "Guests open notebooks with the Open in Jupyter button on the"
+            " dataset page. To launch through the API, log in (send an API"
+            " token).")}
     if not settings.get("guest_access"):
         return {"success": False,
                 "msg": tk._("Log in to open datasets in Jupyter")}
@@ -69,3 +91,19 @@ def jupyternotebook_session_delete(context: Context,
 def jupyternotebook_capacity_show(context: Context,
                                   data_dict: DataDict) -> AuthResult:
     return {"success": True}
+
+
+# Sysadmins never reach auth functions, so refusing everybody here means
+# "sysadmins only".
+
+
+def jupyternotebook_settings_show(context: Context,
+                                  data_dict: DataDict) -> AuthResult:
+    return {"success": False,
+            "msg": tk._("Only sysadmins can see the Jupyter settings")}
+
+
+def jupyternotebook_settings_update(context: Context,
+                                    data_dict: DataDict) -> AuthResult:
+    return {"success": False,
+            "msg": tk._("Only sysadmins can change the Jupyter settings")}

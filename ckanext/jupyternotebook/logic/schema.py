@@ -4,6 +4,7 @@ from typing import Any
 
 from ckan.logic.schema import validator_args
 
+from .. import settings
 
 
 @validator_args
@@ -28,5 +29,17 @@ def session_delete(not_empty, unicode_safe):
 
 
 @validator_args
-def capacity_show():
-    return {}
+def settings_show(ignore_missing, boolean_validator):
+    return {"bridge": [ignore_missing, boolean_validator]}
+
+
+@validator_args
+def settings_update(ignore_missing, boolean_validator):
+    """Short names of the runtime-editable settings, all optional, with the
+    validators ``config_declaration.yaml`` names for them."""
+    schema: dict[str, Any] = {
+        short: [ignore_missing] + settings.declared_validators(short)
+        for short in settings.RUNTIME_EDITABLE
+    }
+    schema["reset"] = [ignore_missing, boolean_validator]
+    return schema

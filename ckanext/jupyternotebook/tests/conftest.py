@@ -1,7 +1,7 @@
 """Fixtures of the CKAN-side tests of the launch flow.
 
-``session_bridge`` is a small stub of the bridge API (sessions, capacity)
-for tests of CKAN's own behaviour; the real bridge and hub are exercised by
+``session_bridge`` is the stand-in of the bridge API (tests/bridge_stub.py,
+held to the bridge's openapi.json) for tests of CKAN's own behaviour; the real bridge and hub are exercised by
 the top-level ``bridge`` / ``hub_stack`` fixtures and the end-to-end tests.
 """
 from __future__ import annotations
@@ -10,13 +10,13 @@ import socket
 
 import pytest
 
-from .session_bridge_stub import SessionBridgeStub
+from .bridge_stub import BridgeStub
 
 
 @pytest.fixture
 def session_bridge(ckan_config, monkeypatch):
     """A stub bridge answering on a free port; CKAN is pointed at it."""
-    stub = SessionBridgeStub(
+    stub = BridgeStub(
         token=ckan_config["ckanext.jupyternotebook.api_token"],
         hub_url=ckan_config["ckanext.jupyternotebook.hub_url"])
     stub.start()
@@ -24,6 +24,7 @@ def session_bridge(ckan_config, monkeypatch):
                         stub.url)
     yield stub
     stub.stop()
+    assert stub.violations == [], "CKAN sent what the bridge refuses"
 
 
 @pytest.fixture

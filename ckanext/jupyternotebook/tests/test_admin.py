@@ -1,8 +1,8 @@
 """Admin control (issue 5): runtime settings, their push to the bridge, the
 admin sessions page, and who may use them.
 
-The bridge here is ``bridge_stub`` (GET/PUT /api/settings, /api/health,
-/api/capacity, /api/sessions): a narrow test of CKAN's push and resync. The
+The bridge here is ``bridge_stub`` (held to the bridge's openapi.json): a
+narrow test of CKAN's push and resync. The
 same behaviour against the real bridge is in test_admin_bridge.py.
 """
 from __future__ import annotations
@@ -19,20 +19,16 @@ from .bridge_stub import BridgeStub
 P = "ckanext.jupyternotebook."
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def stub(ckan_config):
-    bridge = BridgeStub(_free_port()).start()
+    bridge = BridgeStub(token=ckan_config[P + "api_token"]).start()
     ckan_config[P + "api_url"] = bridge.url
-    from ckanext.jupyternotebook import runtime_settings
-    runtime_settings._last_check = 0.0
+    from ckanext.jupyternotebook.settings_sync import sync
+    sync.last_check = sync.last_attempt = 0.0
     yield bridge
     bridge.stop()
+    assert bridge.violations == [], "CKAN sent what the bridge refuses"
 
 
 @pytest.fixture
@@ -48,7 +44,7 @@ def user_headers():
 def _config_form(app, headers, **changes) -> dict:
     """The admin config form as the page renders it, with ``changes``."""
     from ckan.lib.helpers import url_for
-    from ckanext.jupyternotebook.config import RUNTIME_EDITABLE, get
+    from ckanext.jupyternotebook.settings import RUNTIME_EDITABLE, get
 
     form = {"ckan.site_title": "CKAN", "save": ""}
     for short in RUNTIME_EDITABLE:
@@ -74,7 +70,7 @@ def test_non_sysadmin_gets_403_on_the_admin_pages(app, user_headers, url):
 
 def test_non_sysadmin_gets_403_when_stopping_a_session_from_the_admin_page(
         app, user_headers, stub):
-    stub.sessions = [{"id": "s1", "status": "ready"}]
+    stub.add_session("u1", id="s1")
     app.post("/ckan-admin/jupyter/session/s1/stop", headers=user_headers,
              status=403)
     assert stub.deleted == []
@@ -140,7 +136,7 @@ def test_admin_config_form_with_an_invalid_value_shows_the_error_and_saves_nothi
                                           timeout="soon", max_guests="7"))
     assert response.status_code == 200
     assert "Enter a whole number" in response.body
-    from ckanext.jupyternotebook.config import get
+    from ckanext.jupyternotebook.settings import get
     assert get("max_guests") == 100
     assert stub.puts == []
 
@@ -150,7 +146,7 @@ def test_admin_config_form_with_an_invalid_value_shows_the_error_and_saves_nothi
 
 
 def test_admin_config_page_lists_every_runtime_setting(app, sysadmin_headers):
-    from ckanext.jupyternotebook.config import RUNTIME_EDITABLE
+    from ckanext.jupyternotebook.settings import RUNTIME_EDITABLE
     body = app.get("/ckan-admin/config", headers=sysadmin_headers).body
     for short in RUNTIME_EDITABLE:
         assert f'name="{P}{short}"' in body
@@ -197,30 +193,60 @@ def test_saving_while_the_bridge_is_down_tells_the_admin(
     assert response.status_code == 200
     assert "could not be reached" in response.body
     assert model.get_system_info(P + "max_guests") == "4"
-    from ckanext.jupyternotebook import runtime_settings
-    assert runtime_settings.is_pending()
+    from ckanext.jupyternotebook.settings_sync import sync
+    assert sync.is_pending()
 
 
 def test_settings_saved_while_the_bridge_was_down_are_pushed_when_it_is_back(
         app, sysadmin_headers, stub):
-    from ckanext.jupyternotebook import runtime_settings
+    from ckanext.jupyternotebook.settings_sync import sync
     stub.stop()
     sysadmin = factories.Sysadmin()
     result = helpers.call_action("jupyternotebook_settings_update",
                                  context={"user": sysadmin["name"]},
                                  max_guests=5)
     assert result["pushed"] is False
-    assert runtime_settings.is_pending()
+    assert sync.is_pending()
 
     stub.start()
     # any admin page view (and any launch) resyncs; here the sessions page
     app.get("/ckan-admin/jupyter", headers=sysadmin_headers)
     assert stub.settings["max_guests"] == 5
-    assert not runtime_settings.is_pending()
+    assert not sync.is_pending()
+
+
+def test_settings_the_bridge_refused_are_not_pushed_again_by_each_launch(
+        app, sysadmin_headers, stub):
+    # issue 10 item 17: a refused push used to stay "pending" for ever, and
+    # every launch pushed the same refused values again
+    from ckanext.jupyternotebook.settings_sync import sync
+    stub.refuse_puts = "cpu_percent: from 1 to 400"
+    sysadmin = factories.Sysadmin()
+    result = helpers.call_action("jupyternotebook_settings_update",
+                                 context={"user": sysadmin["name"]},
+                                 cpu_percent=600)
+    assert result["pushed"] is False
+    assert len(stub.puts) == 1
+    assert not sync.is_pending()
+    for _ in range(3):  # what three launches do before they start
+        sync.last_check = 0.0
+        assert sync.resync() is False
+    assert len(stub.puts) == 1
+    page = app.get("/ckan-admin/jupyter", headers=sysadmin_headers)
+    assert "The notebook service refused the settings saved in CKAN: " \
+        "cpu_percent: from 1 to 400." in page.body
+    assert len(stub.puts) == 1
+
+    # new values are pushed again, and clear the refusal once accepted
+    stub.refuse_puts = None
+    helpers.call_action("jupyternotebook_settings_update",
+                        context={"user": sysadmin["name"]}, cpu_percent=300)
+    assert stub.settings["cpu_percent"] == 300
+    assert sync.rejection() is None
 
 
 def test_resync_pushes_again_when_the_bridge_lost_its_settings(stub):
-    from ckanext.jupyternotebook import runtime_settings
+    from ckanext.jupyternotebook.settings_sync import sync
     sysadmin = factories.Sysadmin()
     helpers.call_action("jupyternotebook_settings_update",
                         context={"user": sysadmin["name"]}, max_guests=6)
@@ -229,25 +255,25 @@ def test_resync_pushes_again_when_the_bridge_lost_its_settings(stub):
     stub.settings["max_guests"] = 100
     stub.updated_at = None
     puts_before = len(stub.puts)
-    assert runtime_settings.resync(force=True) is True
+    assert sync.resync(force=True) is True
     assert len(stub.puts) == puts_before + 1
     assert stub.settings["max_guests"] == 6
 
 
 def test_resync_pushes_again_when_the_bridge_reports_older_settings(stub):
-    from ckanext.jupyternotebook import runtime_settings
+    from ckanext.jupyternotebook.settings_sync import sync
     sysadmin = factories.Sysadmin()
     helpers.call_action("jupyternotebook_settings_update",
                         context={"user": sysadmin["name"]}, max_guests=6)
     # the bridge's database was restored from a backup older than the push
     stub.settings["max_guests"] = 3
     stub.updated_at = "2023-06-01T00:00:00Z"
-    assert runtime_settings.resync(force=True) is True
+    assert sync.resync(force=True) is True
     assert stub.settings["max_guests"] == 6
 
 
 def test_resync_leaves_settings_the_bridge_got_later_alone(stub):
-    from ckanext.jupyternotebook import runtime_settings
+    from ckanext.jupyternotebook.settings_sync import sync
     sysadmin = factories.Sysadmin()
     helpers.call_action("jupyternotebook_settings_update",
                         context={"user": sysadmin["name"]}, max_guests=6)
@@ -255,20 +281,20 @@ def test_resync_leaves_settings_the_bridge_got_later_alone(stub):
     stub.settings["max_guests"] = 50
     stub.updated_at = "2999-01-01T00:00:00Z"
     puts_before = len(stub.puts)
-    assert runtime_settings.resync(force=True) is True
+    assert sync.resync(force=True) is True
     assert len(stub.puts) == puts_before
     assert stub.settings["max_guests"] == 50
 
 
 def test_resync_pushes_nothing_when_the_bridge_already_agrees(stub):
-    from ckanext.jupyternotebook import runtime_settings
-    assert runtime_settings.resync(force=True) is True
+    from ckanext.jupyternotebook.settings_sync import sync
+    assert sync.resync(force=True) is True
     assert stub.puts == []
 
 
 def test_ckan_admin_reset_returns_our_settings_to_the_deployed_values(
         app, sysadmin_headers, stub):
-    from ckanext.jupyternotebook.config import get
+    from ckanext.jupyternotebook.settings import get
     app.post("/ckan-admin/config", headers=sysadmin_headers,
              data=_config_form(app, sysadmin_headers, max_guests="1"))
     assert get("max_guests") == 1
@@ -280,7 +306,7 @@ def test_ckan_admin_reset_returns_our_settings_to_the_deployed_values(
 
 
 def test_settings_update_with_reset_returns_to_the_deployed_values(stub):
-    from ckanext.jupyternotebook.config import get
+    from ckanext.jupyternotebook.settings import get
     sysadmin = factories.Sysadmin()
     helpers.call_action("jupyternotebook_settings_update",
                         context={"user": sysadmin["name"]}, timeout=60)
@@ -308,12 +334,10 @@ def test_admin_sessions_page_shows_health_capacity_and_sessions(
                      "users": {"active": 1},
                      "sessions": {"active": 3, "max": 20},
                      "pool": {"ready": 1, "size": 2}}
-    stub.sessions = [{
-        "id": "sess-1", "user_id": "u1", "user_kind": "user",
-        "hub_user": "ckan-u1", "server_name": "d-12345678",
-        "dataset_id": "ds1", "dataset_name": "trees", "status": "ready",
-        "started_at": "2024-01-01T00:00:00Z",
-        "expires_at": "2999-01-01T00:00:00Z", "launch_url": "x"}]
+    stub.add_session("u1", "ds1", "trees", id="sess-1",
+                     server_name="d-12345678",
+                     started_at="2024-01-01T00:00:00Z",
+                     expires_at="2999-01-01T00:00:00Z")
     body = app.get("/ckan-admin/jupyter", headers=sysadmin_headers).body
     assert 'data-health="ok"' in body
     assert "2 / 10" in body and "3 / 20" in body and "1 / 2" in body
@@ -333,8 +357,7 @@ def test_admin_sessions_page_says_when_the_bridge_is_down(
 
 def test_stop_button_ends_the_session_on_the_bridge(app, sysadmin_headers,
                                                     stub):
-    stub.sessions = [{"id": "sess-2", "user_id": "someone-else",
-                      "status": "ready"}]
+    stub.add_session("someone-else", id="sess-2")
     app.post("/ckan-admin/jupyter/session/sess-2/stop",
              headers=sysadmin_headers)
     assert stub.deleted == ["sess-2"]
@@ -347,8 +370,8 @@ def test_session_rows_give_age_and_time_left():
     rows = admin.session_rows([{
         "id": "a", "started_at": "2024-01-01T00:50:00Z",
         "expires_at": "2024-01-01T01:10:30+00:00"}], now=now)
-    assert rows[0]["age"] == "10 min 0 s"
-    assert rows[0]["time_left"] == "10 min 30 s"
+    assert rows[0]["age"] == "10 minutes"
+    assert rows[0]["time_left"] == "10 minutes"
 
 
 def test_admin_config_page_shows_zero_and_false_values_not_blanks(

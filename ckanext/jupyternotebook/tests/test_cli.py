@@ -51,16 +51,12 @@ def test_status_exits_1_when_the_bridge_is_down(cli, stub):
 
 
 def test_sessions_lists_every_live_session(cli, stub):
-    stub.sessions = [
-        {"id": "s-a", "user_id": "u1", "user_kind": "user",
-         "hub_user": "ckan-u1", "dataset_id": "d1", "dataset_name": "trees",
-         "status": "ready", "started_at": "2024-01-01T00:00:00Z",
-         "expires_at": "2999-01-01T00:00:00Z"},
-        {"id": "s-b", "user_id": "g1", "user_kind": "guest",
-         "hub_user": "guest-abc", "dataset_id": "d2", "dataset_name": "birds",
-         "status": "ready", "started_at": "2024-01-01T00:00:00Z",
-         "expires_at": "2999-01-01T00:00:00Z"},
-    ]
+    stub.add_session("u1", "d1", "trees", id="s-a",
+                     started_at="2024-01-01T00:00:00Z",
+                     expires_at="2999-01-01T00:00:00Z")
+    stub.add_session("g1", "d2", "birds", "guest", id="s-b",
+                     hub_user="guest-abc", started_at="2024-01-01T00:00:00Z",
+                     expires_at="2999-01-01T00:00:00Z")
     result = _run(cli, stub, ["jupyter", "sessions"])
     assert result.exit_code == 0, result.output
     assert "s-a" in result.output and "trees" in result.output
@@ -74,7 +70,7 @@ def test_sessions_says_so_when_there_are_none(cli, stub):
 
 
 def test_stop_ends_the_session_on_the_bridge(cli, stub):
-    stub.sessions = [{"id": "s-c", "user_id": "u", "status": "ready"}]
+    stub.add_session("u", id="s-c")
     result = _run(cli, stub, ["jupyter", "stop", "s-c"])
     assert result.exit_code == 0, result.output
     assert stub.deleted == ["s-c"]

@@ -9,10 +9,20 @@ import pytest
 
 @pytest.fixture
 def stub():
-    from .session_bridge_stub import SessionBridgeStub
-    server = SessionBridgeStub(token="t0k").start()
+    from .bridge_stub import BridgeStub
+    server = BridgeStub(token="t0k").start()
     yield server
     server.stop()
+    assert server.violations == []
+
+
+#: a launch request as CKAN sends it (the stub holds requests to openapi.json)
+REQUEST = {
+    "user": {"kind": "user", "id": "u1", "name": "ann"},
+    "client_ip": "127.0.0.1",
+    "dataset": {"id": "d1", "name": "cities", "title": "Cities",
+                "url": "http://ckan/dataset/cities"},
+    "resources": []}
 
 
 def _client(url, token="t0k", **kwargs):
@@ -36,12 +46,7 @@ def test_a_wrong_token_is_a_bridge_error(stub):
 
 def test_create_list_get_delete_a_session(stub):
     client = _client(stub.url)
-    session = client.create_session({
-        "user": {"kind": "user", "id": "u1", "name": "ann"},
-        "client_ip": "127.0.0.1",
-        "dataset": {"id": "d1", "name": "cities", "title": "Cities",
-                    "url": "http://ckan/dataset/cities"},
-        "resources": [], "notebook_resource_id": None})
+    session = client.create_session(REQUEST)
     assert session["launch_url"].startswith("http://127.0.0.1:8050/hub/login")
     assert [s["id"] for s in client.list_sessions("u1")] == [session["id"]]
     assert stub.requests[-1]["query"] == {"user_id": ["u1"]}
@@ -56,7 +61,7 @@ def test_guest_capacity_429_carries_code_numbers_and_retry_after(stub):
         "error": "guest_capacity", "message": "All 2 guest sessions in use",
         "retry_after": 120, "max": 2, "active": 2}, {"Retry-After": "120"})
     with pytest.raises(CapacityReached) as caught:
-        _client(stub.url).create_session({})
+        _client(stub.url).create_session(REQUEST)
     err = caught.value
     assert (err.code, err.retry_after, err.max, err.active) == \
         ("guest_capacity", 120, 2, 2)
@@ -69,7 +74,7 @@ def test_retry_after_falls_back_to_the_header(stub):
                  {"error": "rate_limited", "message": "slow down"},
                  {"Retry-After": "42"})
     with pytest.raises(CapacityReached) as caught:
-        _client(stub.url).create_session({})
+        _client(stub.url).create_session(REQUEST)
     assert caught.value.retry_after == 42
 
 
@@ -80,7 +85,7 @@ def test_503_and_504_mean_hub_unavailable(stub, status, code):
     stub.respond("POST", "/api/sessions", status,
                  {"error": code, "message": "no"})
     with pytest.raises(HubUnavailable) as caught:
-        _client(stub.url).create_session({})
+        _client(stub.url).create_session(REQUEST)
     assert caught.value.code == code
 
 
@@ -95,7 +100,7 @@ def test_400_invalid_is_a_bridge_error_with_its_code(stub):
     stub.respond("POST", "/api/sessions", 400,
                  {"error": "invalid", "message": "dataset.id is required"})
     with pytest.raises(BridgeError) as caught:
-        _client(stub.url).create_session({})
+        _client(stub.url).create_session(REQUEST)
     assert (caught.value.code, caught.value.message) == \
         ("invalid", "dataset.id is required")
 

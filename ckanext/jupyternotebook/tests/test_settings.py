@@ -23,7 +23,7 @@ def _reload_plugin_config():
 
 @pytest.mark.usefixtures("with_plugins", "clean_db")
 def test_default_applies_when_nothing_is_set():
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     _reload_plugin_config()  # forget values an earlier test saved
     assert settings.get("timeout") == 1200
     assert settings.get("max_sessions_per_user") == 3
@@ -34,14 +34,14 @@ def test_default_applies_when_nothing_is_set():
 @pytest.mark.ckan_config(TIMEOUT, "90")
 @pytest.mark.usefixtures("with_plugins")
 def test_ckan_ini_value_overrides_default():
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     assert settings.get("timeout") == 90
 
 
 @pytest.mark.ckan_config(TIMEOUT, "90")
 @pytest.mark.usefixtures("with_plugins", "clean_db")
 def test_environment_overrides_ckan_ini(monkeypatch):
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     monkeypatch.setenv("CKAN_JUPYTERHUB_TIMEOUT", "60")
     _reload_plugin_config()
     assert settings.get("timeout") == 60
@@ -49,7 +49,7 @@ def test_environment_overrides_ckan_ini(monkeypatch):
 
 @pytest.mark.usefixtures("with_plugins", "clean_db")
 def test_every_setting_reads_its_environment_variable(monkeypatch):
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     values = {
         "CKAN_JUPYTERNOTEBOOK_URL": ("hub_url", "http://10.0.0.1:8000"),
         "CKAN_JUPYTERHUB_BASE_URL": ("hub_base_url", "/hub-base/"),
@@ -91,7 +91,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch):
 @pytest.mark.ckan_config(GUESTS, "10")
 @pytest.mark.usefixtures("with_plugins", "clean_db")
 def test_admin_saved_value_overrides_environment(monkeypatch):
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     monkeypatch.setenv("CKAN_JUPYTERHUB_USER", "2")
     _reload_plugin_config()
     assert settings.get("max_guests") == 2
@@ -109,7 +109,7 @@ def test_admin_saved_value_overrides_environment(monkeypatch):
 @pytest.mark.usefixtures("with_plugins", "clean_db")
 def test_false_from_environment_stays_false_after_app_globals_reset(
         monkeypatch):
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     monkeypatch.setenv("CKAN_JUPYTERHUB_GUEST_ACCESS", "false")
     monkeypatch.setenv("CKAN_JUPYTERHUB_POOL_SIZE", "0")
     _reload_plugin_config()
@@ -122,7 +122,7 @@ def test_runtime_editable_settings_are_declared_editable():
     from ckan.common import config_declaration
     from ckan.config.declaration import Key
     from ckan.config.declaration.option import Flag
-    from ckanext.jupyternotebook import config as settings
+    from ckanext.jupyternotebook import settings
     editable = {
         short for short in settings.SETTINGS
         if config_declaration[Key.from_string(settings.key(short))]

@@ -217,7 +217,7 @@ class TestLaunch:
         assert body["dataset"]["name"] == dataset["name"]
         assert body["dataset"]["title"] == "Cities"
         assert body["dataset"]["url"].endswith("/dataset/" + dataset["name"])
-        assert body["notebook_resource_id"] is None
+        assert "notebook_resource_id" not in body
         by_id = {r["id"]: r for r in body["resources"]}
         assert by_id[upload["id"]]["source"] == "ckan"
         assert by_id[upload["id"]]["size"] == len(CSV)
@@ -434,3 +434,49 @@ class TestDashboard:
             follow_redirects=False)
         assert response.status_code == 302
         assert theirs["id"] not in session_bridge.sessions
+
+
+@pytest.mark.usefixtures("clean_db", "with_plugins")
+class TestLaunchesInFlight:
+    """Issue 10 item 9: a launch holds a worker thread until the server is
+    ready, so one CKAN process bounds the launches it waits for."""
+
+    @pytest.mark.ckan_config(
+        "ckanext.jupyternotebook.max_launches_in_flight", "2")
+    def test_a_launch_past_the_bound_gets_the_busy_page_at_once(
+            self, app, session_bridge):
+        import concurrent.futures
+        import threading
+        import time
+
+        slow = threading.Event()
+        session_bridge.launches_wait_for = slow
+        dataset = factories.Dataset()
+        users = [factories.User() for _ in range(4)]
+
+        def launch(user):
+            # each thread its own client: the flask test client is not shared
+            client = app.test_client()
+            return client.post(
+                tk.url_for("jupyternotebook.launch", id=dataset["name"]),
+                headers=_auth(user), follow_redirects=False)
+
+        pool = concurrent.futures.ThreadPoolExecutor(3)
+        try:
+            waiting = [pool.submit(launch, u) for u in users[:2]]
+            deadline = time.monotonic() + 30
+            while len(session_bridge.calls("POST", "/api/sessions")) < 2:
+                assert time.monotonic() < deadline, "the launches never left"
+                time.sleep(0.05)
+            busy = pool.submit(launch, users[2]).result(timeout=20)
+        finally:
+            slow.set()
+        assert busy.status_code == 503
+        assert busy.headers["Retry-After"] == "15"
+        assert "Many notebooks are starting right now" in busy.body
+        assert [f.result(timeout=30).status_code for f in waiting] \
+            == [303, 303]
+        assert len(session_bridge.calls("POST", "/api/sessions")) == 2
+        # the slots are free again once those launches ended
+        assert launch(users[3]).status_code == 303
+        pool.shutdown()

@@ -43,11 +43,19 @@ class TestSessionCreate:
                        id=dataset["id"])["result"]
         assert first["id"] == second["id"]
 
-    def test_an_anonymous_caller_is_a_guest(self, app, session_bridge):
+    def test_anonymous_cookieless_api_calls_create_no_session(
+            self, app, session_bridge):
+        # issue 10 item 8: each such call used to mint a fresh guest
         dataset = factories.Dataset()
-        _call(app, "jupyternotebook_session_create", id=dataset["id"])
-        sent = session_bridge.calls("POST", "/api/sessions")[0]["json"]
-        assert sent["user"]["kind"] == "guest"
+        cookieless = app.test_client(use_cookies=False)
+        for _ in range(12):
+            response = cookieless.post(
+                "/api/3/action/jupyternotebook_session_create",
+                json={"id": dataset["id"]})
+            assert response.status_code == 403
+            assert "Open in Jupyter button" in \
+                response.json["error"]["message"]
+        assert session_bridge.calls("POST", "/api/sessions") == []
 
     def test_a_resource_of_another_dataset_is_invalid(self, app,
                                                       session_bridge):
@@ -83,6 +91,58 @@ class TestSessionCreate:
         dataset = factories.Dataset(private=True, owner_org=org["id"])
         _call(app, "jupyternotebook_session_create", _token(user),
               status=403, id=dataset["id"])
+        assert not session_bridge.calls("POST", "/api/sessions")
+
+
+@pytest.mark.usefixtures("clean_db", "with_plugins")
+class TestResourceAuthorization:
+    """Issue 10 item 21: grants are served with ignore_auth, so a launch
+    grants only the resources ``resource_show`` allows for the visitor."""
+
+    @pytest.fixture
+    def refuse_resource(self, monkeypatch):
+        """resource_show's auth refuses one resource, as a plugin's auth
+        function may; records the user each check was made for."""
+        from ckan import authz
+        from ckan.logic.auth.get import resource_show as core_resource_show
+        checked = {"users": [], "refused": None}
+
+        def resource_show(context, data_dict):
+            checked["users"].append(context.get("user"))
+            if data_dict.get("id") == checked["refused"]:
+                return {"success": False, "msg": "not this one"}
+            return core_resource_show(context, data_dict)
+
+        authz._AuthFunctions.keys()  # built, so the entry below stays
+        monkeypatch.setitem(authz._AuthFunctions._functions,
+                            "resource_show", resource_show)
+        return checked
+
+    def test_a_resource_the_user_may_not_read_is_not_granted(
+            self, app, session_bridge, refuse_resource):
+        user = factories.User()
+        dataset = factories.Dataset()
+        seen = factories.Resource(package_id=dataset["id"],
+                                  url="http://example.org/seen.csv")
+        hidden = factories.Resource(package_id=dataset["id"],
+                                    url="http://example.org/hidden.csv")
+        refuse_resource["refused"] = hidden["id"]
+        _call(app, "jupyternotebook_session_create", _token(user),
+              id=dataset["id"])
+        sent = session_bridge.calls("POST", "/api/sessions")[0]["json"]
+        assert [r["id"] for r in sent["resources"]] == [seen["id"]]
+        assert set(refuse_resource["users"]) == {user["name"]}
+
+    def test_a_notebook_the_user_may_not_read_is_refused(
+            self, app, session_bridge, refuse_resource):
+        user = factories.User()
+        dataset = factories.Dataset()
+        notebook = factories.Resource(package_id=dataset["id"],
+                                      url="http://example.org/a.ipynb")
+        refuse_resource["refused"] = notebook["id"]
+        body = _call(app, "jupyternotebook_session_create", _token(user),
+                     status=403, id=dataset["id"], resource_id=notebook["id"])
+        assert "not allowed to open this notebook" in body["error"]["message"]
         assert not session_bridge.calls("POST", "/api/sessions")
 
 

@@ -8,8 +8,10 @@ from ckan import model
 from ckan.tests import factories, helpers
 
 
-def _may_launch(user, dataset):
+def _may_launch(user, dataset, through_the_launch_form=True):
     context = {"user": user["name"] if user else "", "model": model}
+    if through_the_launch_form:  # as the launch view marks it after CSRF
+        context["jupyternotebook_guest_launch"] = True
     try:
         return helpers.call_auth("jupyternotebook_session_create", context,
                                  id=dataset["id"])
@@ -21,6 +23,14 @@ def _may_launch(user, dataset):
 class TestSessionCreateAuth:
     def test_a_guest_may_launch_a_public_dataset(self):
         assert _may_launch(None, factories.Dataset())
+
+    def test_a_guest_may_not_launch_other_than_through_the_launch_form(self):
+        assert not _may_launch(None, factories.Dataset(),
+                               through_the_launch_form=False)
+
+    def test_a_user_may_launch_through_the_api(self):
+        assert _may_launch(factories.User(), factories.Dataset(),
+                           through_the_launch_form=False)
 
     @pytest.mark.ckan_config("ckanext.jupyternotebook.guest_access", "false")
     def test_a_guest_may_not_launch_when_guest_access_is_off(self):
