@@ -18,32 +18,36 @@ log = logging.getLogger(__name__)
 
 
 def remove_orphans(known_session_ids: set[str], homes_root: str | Path | None = None,
-                   client=None) -> list[str]:
+                   network: str | None = None, client=None) -> list[str]:
     """Remove what carries a session id not in ``known_session_ids``;
     return what was removed (``container <name>``, ``service <name>``,
     ``volume <name>``, home mounts and files).
 
-    Containers and services are found by their session label, so nothing
-    that is not a session is touched. ``homes_root`` defaults to the
-    settings' storage root; ``client`` to a docker-py client of the engine.
+    Containers and services are found by their session label on this
+    deployment's sessions network, so nothing that is not a session, and no
+    session of another hub on the same engine, is touched. ``homes_root`` and
+    ``network`` default to the settings' (storage root, sessions network);
+    ``client`` to a docker-py client of the engine.
     """
     import docker
 
+    if homes_root is None or network is None:
+        from .settings import load
+
+        settings = load()
+        homes_root = homes_root or settings.storage_root.resolve() / HOMES_DIR
+        network = network or settings.sessions_network
     known = {str(k) for k in known_session_ids}
     own_client = client is None
     client = client or docker.from_env(timeout=120)
     removed: list[str] = []
     try:
-        removed += _remove_services(client, known)
-        removed += _remove_containers(client, known)
+        removed += _remove_services(client, known, network)
+        removed += _remove_containers(client, known, network)
         removed += _remove_volumes(client, known)
     finally:
         if own_client:
             client.close()
-    if homes_root is None:
-        from .settings import load
-
-        homes_root = load().storage_root.resolve() / HOMES_DIR
     for key in sorted(session_keys(homes_root) - known):
         removed += SessionHome(homes_root, key).remove()
     for what in removed:
@@ -56,17 +60,23 @@ def _unknown(labels: dict | None, known: set[str]) -> bool:
     return LABEL_SESSION in labels and labels[LABEL_SESSION] not in known
 
 
-def _remove_services(client, known: set[str]) -> list[str]:
+def _remove_services(client, known: set[str], network: str) -> list[str]:
     import docker
 
     if client.info().get("Swarm", {}).get("ControlAvailable") is not True:
         return []
+    try:
+        network_id = client.networks.get(network).id
+    except docker.errors.NotFound:
+        return []
     removed = []
     for service in client.services.list():
         spec = service.attrs.get("Spec", {})
+        template = spec.get("TaskTemplate") or {}
         labels = {**(spec.get("Labels") or {}),
-                  **((spec.get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Labels") or {})}
-        if _unknown(labels, known):
+                  **(template.get("ContainerSpec", {}).get("Labels") or {})}
+        networks = {n.get("Target") for n in template.get("Networks") or spec.get("Networks") or []}
+        if _unknown(labels, known) and networks & {network, network_id}:
             try:
                 service.remove()
                 removed.append(f"service {service.name}")
@@ -75,11 +85,12 @@ def _remove_services(client, known: set[str]) -> list[str]:
     return removed
 
 
-def _remove_containers(client, known: set[str]) -> list[str]:
+def _remove_containers(client, known: set[str], network: str) -> list[str]:
     import docker
 
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL_SESSION}):
+    found = client.containers.list(all=True, filters={"label": LABEL_SESSION, "network": network})
+    for container in found:
         if not _unknown(container.labels, known):
             continue
         if container.labels.get("com.docker.swarm.service.id"):

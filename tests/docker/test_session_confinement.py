@@ -273,39 +273,41 @@ def test_remove_orphans_removes_unknown_sessions_containers_homes_and_volumes(
     from jupyterhub_service.container_orphans import remove_orphans
     from jupyterhub_service.session_disk import SessionHome
 
-    def container(session_id):
+    network = docker_client.networks.create(f"jn-test-orphans-{run_id}", driver="bridge")
+    elsewhere = docker_client.networks.create(f"jn-test-orphans-other-{run_id}", driver="bridge")
+
+    def container(name, session_id=None, on=network):
+        labels = {LABEL_SESSION: session_id, LABEL_HUB_USER: "ghost"} if session_id else {}
         return docker_client.containers.run(
             helper_image, ["python3", "-c", "import time; time.sleep(600)"],
-            name=f"jn-test-orphan-{session_id}-{run_id}", detach=True, user="65534:65534",
-            labels={LABEL_SESSION: session_id, LABEL_HUB_USER: "ghost"})
+            name=f"jn-test-{name}-{run_id}", detach=True, user="65534:65534",
+            labels=labels, network=on.name)
 
-    kept, orphan = container("kept1"), container("orphan1")
-    other = docker_client.containers.run(
-        helper_image, ["python3", "-c", "import time; time.sleep(600)"],
-        name=f"jn-test-unlabelled-{run_id}", detach=True, user="65534:65534")
+    kept, orphan = container("kept", "kept1"), container("orphan", "orphan1")
+    unlabelled = container("unlabelled")
+    other_hubs = container("other-hub", "orphan2", on=elsewhere)
     volume = docker_client.volumes.create(f"jn-test-orphan-{run_id}",
                                           labels={LABEL_SESSION: "orphan1"})
     homes = tmp_path / "homes"
     SessionHome(homes, "kept1").create(64 * 1024**2)
     SessionHome(homes, "orphan1").create(64 * 1024**2)
-    # sessions of other hubs on this engine (a dev stack) stay known
-    others = {c.labels[LABEL_SESSION] for c in docker_client.containers.list(
-        all=True, filters={"label": LABEL_SESSION})} - {"orphan1"}
     try:
-        removed = remove_orphans(others | {"kept1"}, homes_root=homes, client=docker_client)
+        removed = remove_orphans({"kept1"}, homes_root=homes, network=network.name,
+                                 client=docker_client)
 
-        assert f"container {orphan.name}" in removed
-        assert f"volume {volume.name}" in removed
-        assert str(homes / "orphan1.ext4") in removed
+        assert sorted(removed) == sorted([
+            f"container {orphan.name}", f"volume {volume.name}",
+            f"mount {homes / 'orphan1'}", str(homes / "orphan1"), str(homes / "orphan1.ext4"),
+        ])
         names = {c.name for c in docker_client.containers.list(all=True)}
         assert orphan.name not in names
-        assert {kept.name, other.name} <= names
+        assert {kept.name, unlabelled.name, other_hubs.name} <= names
         assert sorted(p.name for p in homes.iterdir()) == ["kept1", "kept1.ext4"]
         assert SessionHome(homes, "kept1").mounted()
-        assert not SessionHome(homes, "orphan1").mounted()
-        assert remove_orphans(others | {"kept1"}, homes_root=homes, client=docker_client) == []
+        assert remove_orphans({"kept1"}, homes_root=homes, network=network.name,
+                              client=docker_client) == []
     finally:
-        for c in (kept, orphan, other):
+        for c in (kept, orphan, unlabelled, other_hubs):
             try:
                 c.remove(force=True)
             except Exception:  # noqa: BLE001 - already removed by the test
@@ -314,3 +316,5 @@ def test_remove_orphans_removes_unknown_sessions_containers_homes_and_volumes(
         SessionHome(homes, "orphan1").remove()
         for v in docker_client.volumes.list(filters={"name": f"jn-test-orphan-{run_id}"}):
             v.remove(force=True)
+        network.remove()
+        elsewhere.remove()
