@@ -538,6 +538,8 @@ def docker_spawner_config(
         on_host = False
     spawner_cfg.home_on_image = on_host
     spawner_cfg.enforce_egress = on_host
+    if on_host:
+        egress.prune()
     client = docker.APIClient(version="auto")
     try:
         net = ensure_sessions_network(client, network, swarm=swarm)

@@ -186,6 +186,20 @@ def remove(bridge: str) -> None:
             _run([iptables(), "-w", "-X", chain])
 
 
+def prune() -> list[str]:
+    """Remove the chains of bridges that no longer exist (networks removed
+    while the hub was not looking); returns their bridges."""
+    gone = []
+    out = _run([iptables(), "-w", "-S"], check=False).stdout.splitlines()
+    for line in out:
+        if line.startswith("-N JN-OUT-"):
+            bridge = line[len("-N JN-OUT-"):]
+            if not Path("/sys/class/net", bridge).exists():
+                remove(bridge)
+                gone.append(bridge)
+    return gone
+
+
 def _restore() -> str:
     # iptables-restore, iptables-nft-restore, iptables-legacy-restore
     return iptables() + "-restore"
