@@ -26,6 +26,14 @@ class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
     p.implements(p.IClick)
     p.implements(p.ITranslation)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # config_declaration.yaml names our validators. CKAN builds its
+        # validator cache once, and may have built it while loading the
+        # plugins before this one; rebuilt on the next lookup, it has ours.
+        from ckan.logic import clear_validators_cache
+        clear_validators_cache()
+
     # IConfigurer
 
     def update_config(self, config: CKANConfig) -> None:
