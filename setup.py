@@ -39,7 +39,7 @@ setup(
     extras_require={
         # the JupyterHub sidecar (hub, bridge, spawners)
         "hub": [
-            "jupyterhub>=5.2,<6",
+            "jupyterhub>=5.3,<7",
             "jupyterlab>=4.2,<5",
             "SQLAlchemy>=2.0,<2.1",
             "tornado>=6.4,<7",

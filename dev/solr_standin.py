@@ -16,9 +16,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-# CKAN's start-up check reads the schema's name attribute ("ckan-X.Y").
+# CKAN's start-up check reads the schema's name attribute ("ckan-X.Y"):
+# 2.11 is the newest that CKAN 2.10, 2.11 and 2.12 all accept.
 SCHEMA_XML = b"""<?xml version="1.0" encoding="UTF-8" ?>
-<schema name="ckan-2.12" version="1.6">
+<schema name="ckan-2.11" version="1.6">
   <uniqueKey>index_id</uniqueKey>
 </schema>
 """

@@ -4,16 +4,15 @@ import logging
 from typing import Any
 
 import flask
-import file_keeper as fk
 from flask.views import MethodView
 
 import ckan.lib.uploader as uploader
 import ckan.plugins.toolkit as tk
 from ckan.common import streaming_response
-from ckan.lib import files
 from ckan.types import Context
 
-from . import grants, hub_client
+from . import compat, grants, hub_client
+from .compat import file_keeper as fk, files
 from . import settings
 
 log = logging.getLogger(__name__)
@@ -104,8 +103,8 @@ def fetch(resource_id: str):
     upload = uploader.get_resource_uploader(resource)
     path = upload.get_path(resource["id"])
     mimetype = resource.get("mimetype") or "application/octet-stream"
-    storage = getattr(upload, "storage", None)
-    if isinstance(storage, fk.Storage):
+    storage = compat.keeper_storage(upload)
+    if storage is not None:
         location = files.Location(path)
         try:
             file_data = files.FileData(location, size=storage.size(location),

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from .bridge_stub import BridgeStub
+from .ckan_compat import make_app  # noqa: F401 (fixture: cookies kept on CKAN 2.10/2.11)
 
 
 @pytest.fixture
