@@ -62,7 +62,9 @@ class Servers:
                     # while the bridge was down): stop it, then start afresh
                     log.warning("stale server %s/%s; restarting it", hub_user, server_name)
                     await self.stop(hub_user, server_name)
-                    await self.hub.start_server(hub_user, server_name, options)
+                    if await self.hub.start_server(hub_user, server_name, options) == 400:
+                        # never hand out a server this launch did not start
+                        raise HubError(400, "the server would not restart")
         except HubError as e:
             raise hub_unavailable(f"The hub refused to start the server: {e.message}") from None
         except (HubUnavailable, StopFailed):

@@ -121,8 +121,9 @@ def test_when_time_is_up_everything_is_removed_and_a_new_launch_is_fresh(bridge,
     assert wait_until(ended, timeout=40)
     assert not home.exists()
     assert lab.status() != 200  # the server is gone
-    # the browser arriving at the old URL is told the session ended
-    old = requests.get(f"{hub_stack.hub_url}/user/{first['hub_user']}/{first['server_name']}/lab",
+    # the browser that had it, arriving at the old URL, is told the session
+    # ended (the dataset is named only to that browser)
+    old = lab.http.get(f"{hub_stack.hub_url}/user/{first['hub_user']}/{first['server_name']}/lab",
                        timeout=30)
     assert old.status_code == 410
     assert "has ended" in old.text and "discarded" in old.text

@@ -100,5 +100,8 @@ def test_pooled_sessions_never_show_another_datasets_files(pool, files):
     assert wait_until(lambda: pool_ready(pool) >= 1)
     third = pool.launch("ds-empty", user_id="guest-c").json()
     assert third["from_pool"]
-    lab3 = Lab.from_url(http, http.get(third["launch_url"], timeout=60).url)
+    # another visitor: a browser logged in with a live session is asked
+    # before it switches to someone else's session
+    http3 = requests.Session()
+    lab3 = Lab.from_url(http3, http3.get(third["launch_url"], timeout=60).url)
     assert lab3.listing("data") == ["README.md"]

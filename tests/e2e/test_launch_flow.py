@@ -88,6 +88,9 @@ def test_four_simultaneous_guests_with_two_slots_get_two_sessions_and_two_429s(p
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(click, range(4)))
+    for r in results:  # issue 10 item 18: where each click landed, and how
+        print(r.status_code, r.url, [(h.status_code, h.url) for h in r.history],
+              r.text[:300] if r.status_code not in (200, 429) else "")
     codes = sorted(r.status_code for r in results)
     assert codes == [200, 200, 429, 429]
     refused = [r for r in results if r.status_code == 429]
