@@ -106,6 +106,9 @@ if s.spawner == "local":
     c.JupyterHub.spawner_class = "jupyterhub_service.spawners.SessionLocalSpawner"
     # Jupyter Server asks for confirmation on SIGINT; go on to SIGTERM soon
     c.LocalProcessSpawner.interrupt_timeout = 1
+    # JupyterHub 6 waits 30 s after SIGTERM by default (5.x: 5 s); a session
+    # server that ignores it is killed as soon on either
+    c.LocalProcessSpawner.term_timeout = 5
     c.SessionLocalSpawner.session_user = s.session_user
     c.SessionLocalSpawner.sessions_root = str(s.storage_root / "sessions")
     c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
