@@ -98,7 +98,8 @@ class Reconciler:
                 idle_users = await self.sessions.hub.users("inactive")
             except (HubUnavailable, HubError) as e:
                 log.warning("cannot list the hub's users without servers (%s)", e)
-        dirs = self.sessions.scratch.session_ids()
+        loop = asyncio.get_running_loop()
+        dirs = await loop.run_in_executor(None, self.sessions.scratch.session_ids)
         owners = await self.owners()
         if users is not None:
             await self.end_gone(ready, users)
