@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev dev-up dev-stop test test-fast images bench system-deps services venv cache
+.PHONY: dev dev-up dev-stop test test-fast test-matrix images bench system-deps services venv cache
 
 ## Debian packages the stack and the tests need (installed only when missing)
 system-deps:
@@ -55,3 +55,50 @@ bench: venv services
 ## The preload cache: `make cache` shows it; `make cache ARGS=clear` empties it
 cache: venv
 	$(PY) -m jupyterhub_service.cache $(ARGS)
+
+## The compatibility matrix's smoke slice (launch as a guest, private launch,
+## preview, admin settings, docker spawner) on each older combination; each
+## half runs in its own environment (dev/environments.sh, constraints/).
+## `make test-matrix MATRIX=ckan2.11-hub5` runs one combination.
+MATRIX ?= ckan2.10-hub5 ckan2.11-hub5
+MATRIX_CKAN_TESTS := ckanext/jupyternotebook/tests/test_views.py \
+	ckanext/jupyternotebook/tests/test_preview.py ckanext/jupyternotebook/tests/test_admin.py
+MATRIX_STACK_TESTS := tests/e2e/test_launch_flow.py tests/e2e/test_notebooks_and_admin.py \
+	tests/docker/test_docker_launch.py
+MATRIX_STACK_K := anonymous_visitor_lands or private_dataset_but_a_member or preview_renders \
+	or admin_page or limited_container
+test-matrix: services
+	@set -e; for combo in $(MATRIX); do \
+	    ckan=$${combo%-*}; hub=$${combo#*-}; suffix=_$$(echo $${ckan#ckan} | tr . _); \
+	    bash dev/environments.sh $$ckan $$hub; \
+	    CKAN_DATABASES="ckan_test$$suffix ckan_e2e$$suffix ckan_docker$$suffix" bash dev/services.sh; \
+	    if docker info >/dev/null 2>&1; then marker=""; else marker="not docker"; fi; \
+	    echo "test-matrix: $$combo: CKAN side (.venvs/$$ckan)"; \
+	    CKAN_SQLALCHEMY_URL=postgresql://ckan_default:pass@localhost/ckan_test$$suffix \
+	    HUB_VENV=.venvs/$$hub .venvs/$$ckan/bin/pytest --ckan-ini=test.ini -p no:cacheprovider \
+	        $(MATRIX_CKAN_TESTS) $(PYTEST_ARGS); \
+	    echo "test-matrix: $$combo: hub side (.venvs/$$hub) with a CKAN $${ckan#ckan} portal"; \
+	    CKAN_VENV=.venvs/$$ckan CKAN_DB_SUFFIX=$$suffix .venvs/$$hub/bin/pytest --ckan-ini=test.ini \
+	        -p no:cacheprovider $(MATRIX_STACK_TESTS) -k "$(MATRIX_STACK_K)" \
+	        $${marker:+-m "$$marker"} $(PYTEST_ARGS); \
+	done
+
+## Another combination for `make dev`, `make dev-up` and `make dev-stop`:
+## `CKAN_VERSION=2.11 JUPYTERHUB_VERSION=5 make dev` runs CKAN from
+## .venvs/ckan2.11 and the hub from .venvs/hub5 (dev/environments.sh), with
+## the state of that combination in .dev/ckan2.11-hub5/ and a CKAN database
+## per CKAN line (ckan_dev_2_11). Unset, the default environment .venv is used.
+ifneq ($(CKAN_VERSION)$(JUPYTERHUB_VERSION),)
+CKAN_VERSION := $(or $(CKAN_VERSION),2.12)
+JUPYTERHUB_VERSION := $(or $(JUPYTERHUB_VERSION),6)
+export CKAN_VENV := $(CURDIR)/.venvs/ckan$(CKAN_VERSION)
+export HUB_VENV := $(CURDIR)/.venvs/hub$(JUPYTERHUB_VERSION)
+export STACK_DIR := $(CURDIR)/.dev/ckan$(CKAN_VERSION)-hub$(JUPYTERHUB_VERSION)
+export CKAN_DB := ckan_dev_$(subst .,_,$(CKAN_VERSION))
+export CKAN_DATABASES := $(CKAN_DB)
+PY := $(HUB_VENV)/bin/python
+venv: combination-environments
+.PHONY: combination-environments
+combination-environments:
+	@bash dev/environments.sh ckan$(CKAN_VERSION) hub$(JUPYTERHUB_VERSION)
+endif
