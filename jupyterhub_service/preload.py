@@ -84,8 +84,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
+from . import session_home
 from .guarded_download import FetchError, GuardedDownloader, human_size
 
 log = logging.getLogger(__name__)
@@ -520,10 +521,14 @@ def populate_data_dir(fetched: list[Fetched], data_dir: Path, *, readme: bool = 
 
     Each file is a hard link to the cache entry (a copy when the cache is
     on another file system), mode 0444; the directory ends up mode 0555.
+    ``data_dir`` may lie in a home the session owns and has tampered with:
+    whatever is under its name and is not a directory root owns (a symlink
+    to /etc, say) is removed, never followed, and every write goes through
+    a descriptor of the checked directory.
     """
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o755)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    dir_fd = session_home.fresh_own_dir(data_dir.parent, data_dir.name)
     failures: list[tuple[Fetched, str]] = []
     present: list[Fetched] = []
     try:
@@ -534,25 +539,54 @@ def populate_data_dir(fetched: list[Fetched], data_dir: Path, *, readme: bool = 
             if not _is_safe_name(item.filename):
                 failures.append((item, "unsafe file name"))
                 continue
-            target = data_dir / item.filename
-            target.unlink(missing_ok=True)
             try:
-                try:
-                    os.link(item.path, target)
-                except OSError:
-                    shutil.copyfile(item.path, target)
+                _place(item.path, item.filename, dir_fd)
             except FileNotFoundError:
                 failures.append((item, "removed from the cache before it could be linked"))
                 continue
-            os.chmod(target, 0o444)
             present.append(item)
         if readme:
-            path = data_dir / README_NAME
-            path.unlink(missing_ok=True)
-            path.write_text(_readme_text(present, failures), encoding="utf-8")
-            os.chmod(path, 0o444)
+            text = _readme_text(present, failures).encode("utf-8")
+            _create(README_NAME, dir_fd, lambda out: out.write(text))
     finally:
-        os.chmod(data_dir, 0o555)
+        os.fchmod(dir_fd, 0o555)
+        os.close(dir_fd)
+
+
+def _place(source: Path, name: str, dir_fd: int) -> None:
+    """A hard link to the (0444) cache entry, or a 0444 copy of it."""
+    _unlink(name, dir_fd)
+    try:
+        os.link(source, name, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        pass  # another file system: copied below
+    else:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.fchmod(fd, 0o444)
+        finally:
+            os.close(fd)
+        return
+    with open(source, "rb") as src:
+        _create(name, dir_fd, lambda out: shutil.copyfileobj(src, out, 1 << 20))
+
+
+def _create(name: str, dir_fd: int, fill) -> None:
+    _unlink(name, dir_fd)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as out:
+        fill(out)
+        os.fchmod(out.fileno(), 0o444)
+
+
+def _unlink(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 def _is_safe_name(name: str) -> bool:

@@ -2,8 +2,9 @@
 session (or pool slot) under ``<storage root>/sessions/<id>``, filled from the
 shared download cache, and removed when the session ends.
 
-Local spawner: the home is ``<dir>/home`` owned by the session user, with
-``~/data`` inside it. Container spawners: ``<dir>/data`` is bind-mounted
+Local spawner: the home is ``<dir>/home`` owned by a uid of the session's
+own (``session_home``), with ``~/data`` inside it; root writes into it only
+through ``session_home``, which never follows what the session planted. Container spawners: ``<dir>/data`` is bind-mounted
 read-only at ``~/data`` and ``<dir>/home`` seeds the container's own home.
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pwd
 import shutil
 from pathlib import Path
 
 from . import start_here
 from .preload import ResourceCache, ResourceSpec, populate_data_dir
+from .session_home import give_home_a_uid, home_uid, kill_processes_of, write_file
 from .settings import Settings, parse_bytes
 
 
@@ -47,13 +48,6 @@ class Scratch:
         except FileNotFoundError:
             return set()
 
-    def _session_uid(self):
-        try:
-            pw = pwd.getpwnam(self.settings.session_user)
-            return pw.pw_uid, pw.pw_gid
-        except KeyError:
-            return None
-
     def _layout(self, session_id: str, home_mode: int) -> tuple[Path, Path]:
         sdir = self.path(session_id)
         sdir.mkdir(mode=0o711, exist_ok=True)
@@ -72,9 +66,8 @@ class Scratch:
         home, data_dir = self._layout(slot_id, 0o700 if self.local else 0o755)
         data_dir.mkdir(exist_ok=True)
         os.chmod(data_dir, 0o555)
-        ids = self._session_uid()
-        if ids and self.local:
-            os.chown(home, *ids)
+        if self.local:
+            give_home_a_uid(home, self.root)
         return self._options(home, data_dir)
 
     async def prepare(self, session_id: str, dataset: dict, resources: list[dict],
@@ -92,25 +85,24 @@ class Scratch:
         """The blocking part of ``prepare``: copies of notebooks (up to the
         resource size limit) and JSON writes, run on a worker thread."""
         home, data_dir = self._layout(session_id, 0o700)
+        uid = give_home_a_uid(home, self.root) if self.local else None
         populate_data_dir(fetched, data_dir)
         files = [
             {"filename": f.filename, "format": f.resource.format, "name": f.resource.name,
              "error": f.error}
             for f in fetched
         ]
-        start_here.write_notebook(start_here.build_start_here(dataset, files),
-                                  home / "start_here.ipynb")
+        # staged where the session cannot reach, then created afresh in the home
+        staged = self.path(session_id) / ".start_here.ipynb"
+        start_here.write_notebook(start_here.build_start_here(dataset, files), staged)
+        write_file(home, "start_here.ipynb", source=staged, owner=uid)
+        staged.unlink()
         notebooks = []
         for f in fetched:
             if f.path and f.filename and f.filename.lower().endswith(".ipynb"):
-                shutil.copyfile(f.path, home / f.filename)
+                write_file(home, f.filename, source=f.path, owner=uid)
                 notebooks.append({"resource_id": f.resource.id, "filename": f.filename})
-        ids = self._session_uid()
-        if ids and self.local:
-            for p in [home, *home.iterdir()]:
-                if p.name != "data":
-                    os.chown(p, *ids, follow_symlinks=False)
-        elif not self.local:
+        if not self.local:
             for p in home.iterdir():
                 if not p.is_symlink():
                     os.chmod(p, 0o644)
@@ -136,6 +128,9 @@ def remove_tree(path: Path) -> None:
     (chmod 0 on its own files); symlinks are removed, never followed."""
     if not path.exists():
         return
+    uid = home_uid(path / "home")
+    if uid is not None:
+        kill_processes_of(uid)  # nothing the session left running survives it
     for p in [path, *path.rglob("*")]:
         try:
             if p.is_dir() and not p.is_symlink():

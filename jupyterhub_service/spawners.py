@@ -1,8 +1,10 @@
 """The local session spawner (development only).
 
-Every session runs as one dedicated unprivileged system user, in a home of
-its own that the bridge prepared under the storage root. CPU and memory
-limits are not enforced by this spawner; use the docker spawner for that.
+Every session runs as a numeric uid of its own (``session_home.SESSION_UIDS``),
+in the home the bridge prepared under the storage root and gave that uid: the
+home's owner says which uid the server runs as. So sessions can neither open
+each other's homes nor each other's processes (``/proc/<pid>/cwd``). CPU and
+memory limits are not enforced by this spawner; use the docker spawner for that.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import os
 import sys
 from pathlib import Path
 
-from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Unicode
+
+from .session_home import home_uid
 
 
 class SessionLocalSpawner(LocalProcessSpawner):
     session_user = Unicode(
         "jupyter-session",
         config=True,
-        help="The unprivileged system user every local session runs as.",
+        help="The name sessions see in $USER; each runs as a uid of its own.",
     )
     sessions_root = Unicode(
         "",
@@ -38,7 +42,16 @@ class SessionLocalSpawner(LocalProcessSpawner):
         return str(path)
 
     def make_preexec_fn(self, name):
-        return set_user_setuid(self.session_user, chdir=False)
+        uid = home_uid(Path(self.home_dir))
+        if uid is None:
+            raise ValueError("this server's home has no session uid; sessions start through the bridge")
+
+        def become_session_uid():
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+
+        return become_session_uid
 
     def user_env(self, env):
         home = self.home_dir
