@@ -48,13 +48,14 @@ def _password(config_path: Path, given: str | None) -> str:
 
 def _stored(resource: dict) -> bool:
     """Whether CKAN's storage really holds the resource's file."""
-    import file_keeper as fk
-    from ckan.lib import files, uploader
+    from ckan.lib import uploader
+
+    from ckanext.jupyternotebook.compat import files, keeper_storage
 
     upload = uploader.get_resource_uploader(resource)
     path = upload.get_path(resource["id"])
-    storage = getattr(upload, "storage", None)
-    if isinstance(storage, fk.Storage):
+    storage = keeper_storage(upload)
+    if storage is not None:
         try:
             return storage.size(files.Location(path)) > 0
         except Exception:
