@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# the tested versions .venv is installed with (CKAN 2.12.0, JupyterHub 5.5.4);
+# constraints/ holds one file per supported line
+DEFAULT_CONSTRAINTS := constraints/hub-5.txt
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -18,12 +21,12 @@ services: system-deps
 
 ## The virtual environment: CKAN 2.12, JupyterHub, JupyterLab and this package
 venv: $(VENV)/.installed
-$(VENV)/.installed: setup.py dev-requirements.txt | system-deps
+$(VENV)/.installed: setup.py dev-requirements.txt $(DEFAULT_CONSTRAINTS) | system-deps
 	@# Debian's python3: local session servers run as an unprivileged user,
 	@# who cannot reach an interpreter under /root (pyenv and the like)
 	@test -x $(PY) || $$(test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools>=69" wheel
-	$(PY) -m pip install -q -r dev-requirements.txt -e ".[hub,session]"
+	$(PY) -m pip install -q -c $(DEFAULT_CONSTRAINTS) -r dev-requirements.txt -e ".[hub,session]"
 	@touch $@
 
 ## Run the whole stack in the foreground (Ctrl-C stops it)
@@ -96,7 +99,6 @@ export HUB_VENV := $(CURDIR)/.venvs/hub$(JUPYTERHUB_VERSION)
 export STACK_DIR := $(CURDIR)/.dev/ckan$(CKAN_VERSION)-hub$(JUPYTERHUB_VERSION)
 export CKAN_DB := ckan_dev_$(subst .,_,$(CKAN_VERSION))
 export CKAN_DATABASES := $(CKAN_DB)
-PY := $(HUB_VENV)/bin/python
 venv: combination-environments
 .PHONY: combination-environments
 combination-environments:
