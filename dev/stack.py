@@ -262,6 +262,8 @@ class Stack:
             "JUPYTERNOTEBOOK_PROXY_API_PORT": str(self.proxy_api_port),
             "JUPYTERNOTEBOOK_SESSION_USER": self.session_user,
             "NODE_PATH": "/usr/share/nodejs",
+            # the hub runs `alembic` by name when it upgrades its database
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
 
     def start_hub(self, *hub_args: str, **env) -> None:

@@ -26,6 +26,9 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
 # Debian's node-configurable-http-proxy; always by absolute path
 c.ConfigurableHTTPProxy.command = ["/usr/bin/configurable-http-proxy"]
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+# a hub upgraded to a new major (5 -> 6) migrates its database at start,
+# keeping a dated copy of the old file beside it
+c.JupyterHub.upgrade_db = True
 c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 
