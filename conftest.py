@@ -137,6 +137,9 @@ def clean_db(reset_db, migrate_db_for):
     from sqlalchemy import inspect
     if inspect(model.meta.engine).has_table("activity_alembic_version"):
         return  # migrated already; reset_db keeps the schema from now on
+    import ckanext.activity
+    if not (Path(ckanext.activity.__file__).parent / "migration").is_dir():
+        return  # CKAN 2.10: the activity tables are core's, made by reset_db
     if plugins.plugin_loaded("activity"):
         migrate_db_for("activity")
     else:
