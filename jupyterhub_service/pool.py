@@ -29,7 +29,9 @@ REFILL_QUIET = 5.0
 
 
 def pool_limits(rt: dict) -> dict:
-    return {"cpu_percent": rt["cpu_percent"], "memory_limit": rt["memory_limit"]}
+    """What a pool server is started with; a server whose limits differ from
+    the settings now in force is replaced."""
+    return {k: rt[k] for k in ("cpu_percent", "memory_limit", "disk_limit", "session_egress")}
 
 
 class Pool:
