@@ -48,7 +48,10 @@ def pool_ready(bridge) -> int:
 
 
 def resource(files):
-    return {"id": "res-w", "name": "Weather", "format": "CSV", "hash": "w1",
+    # an id and hash of its own: the download cache is shared by the whole
+    # run and keyed by them, and test_local_sessions serves other bytes
+    # under res-w/w1
+    return {"id": "res-isolation-w", "name": "Weather", "format": "CSV", "hash": "iso-w1",
             "fetch_url": files.url("/weather.csv"), "source": "ckan"}
 
 
