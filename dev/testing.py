@@ -197,6 +197,14 @@ class Lab:
         return [f"{k}: {v}" for k, v in self._headers().items()]
 
 
+def open_lab(session: dict) -> "Lab":
+    """Follow a session's launch URL in a fresh browser and return its JupyterLab."""
+    http = requests.Session()
+    final = http.get(session["launch_url"], timeout=120)
+    assert final.status_code == 200, (final.status_code, final.url)
+    return Lab.from_url(http, final.url)
+
+
 def wait_until(predicate, timeout: float = 60.0, step: float = 0.3) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

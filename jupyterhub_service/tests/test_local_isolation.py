@@ -10,9 +10,8 @@ import sys
 import textwrap
 
 import pytest
-import requests
 
-from testing import Lab, wait_until
+from testing import open_lab, wait_until
 
 from .fileserver import FileServer, Route
 
@@ -53,13 +52,6 @@ def resource(files):
     # under res-w/w1
     return {"id": "res-isolation-w", "name": "Weather", "format": "CSV", "hash": "iso-w1",
             "fetch_url": files.url("/weather.csv"), "source": "ckan"}
-
-
-def open_lab(session) -> Lab:
-    http = requests.Session()
-    final = http.get(session["launch_url"], timeout=120)
-    assert final.status_code == 200
-    return Lab.from_url(http, final.url)
 
 
 def ready_slot_home(bridge, hub_stack):

@@ -8,9 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import requests
 
-from testing import Lab, wait_until
+from testing import open_lab, wait_until
 
 from .fileserver import FileServer, Route
 
@@ -28,13 +27,6 @@ def files():
 def resource(files):
     return {"id": "res-w", "name": "Weather", "format": "CSV", "hash": "w1",
             "fetch_url": files.url("/weather.csv"), "source": "ckan"}
-
-
-def open_lab(session) -> Lab:
-    http = requests.Session()
-    final = http.get(session["launch_url"], timeout=120)
-    assert final.status_code == 200
-    return Lab.from_url(http, final.url)
 
 
 

@@ -14,9 +14,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import requests
 
-from testing import Lab, wait_until
+from testing import open_lab, wait_until
 
 # what conftest's hub_stack starts the hub with
 HUB_ENV = {"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"}
@@ -55,13 +54,6 @@ def server_processes(session_dir: Path) -> list[int]:
 
 def status(bridge, session: dict) -> str:
     return bridge.call("GET", f"/api/sessions/{session['id']}").json()["status"]
-
-
-def open_lab(session: dict) -> Lab:
-    http = requests.Session()
-    final = http.get(session["launch_url"], timeout=120)
-    assert final.status_code == 200, (final.status_code, final.url)
-    return Lab.from_url(http, final.url)
 
 
 @pytest.fixture

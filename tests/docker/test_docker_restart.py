@@ -8,11 +8,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import requests
 
 from session_harness import remove_sessions_network, session_containers
 from stack import ROOT, Stack
-from testing import Bridge, Lab, wait_until
+from testing import Bridge, open_lab, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -43,13 +42,6 @@ def docker_hub(images, hub_stack, docker_client, run_id):
         for container in docker_client.containers.list(all=True, filters={"network": n.id}):
             container.remove(force=True)
     remove_sessions_network(docker_client, network)
-
-
-def open_lab(session: dict) -> Lab:
-    http = requests.Session()
-    final = http.get(session["launch_url"], timeout=120)
-    assert final.status_code == 200, (final.status_code, final.url)
-    return Lab.from_url(http, final.url)
 
 
 def test_a_hub_restart_keeps_docker_sessions_running_with_their_files(
