@@ -73,6 +73,8 @@ TEST_SETTINGS = {
     "max_sessions_per_user": 3, "guest_access": True, "guest_rate_limit": 1000,
     "cpu_percent": 50, "memory_limit": "1G", "pool_size": 0,
     "max_guests_per_address": 30, "disk_limit": "2G", "session_egress": "public",
+    "max_extended_age": 14400, "guest_extensions": False, "persistent_workspaces": False,
+    "workspace_quota": "1G", "workspace_retention_days": 30,
 }
 
 

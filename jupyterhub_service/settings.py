@@ -102,6 +102,22 @@ TABLE: dict[str, Option] = {
     "session_egress": Option(
         "CKAN_JUPYTERHUB_SESSION_EGRESS", "public", parse_choice("public", "none"), **_RUNTIME
     ),
+    # each Extend adds `timeout`, up to this age counted from the start; 0: off
+    "max_extended_age": Option(
+        "CKAN_JUPYTERHUB_MAX_EXTENDED_AGE", "14400", int, 0, _WEEK, **_RUNTIME
+    ),
+    "guest_extensions": Option(
+        "CKAN_JUPYTERHUB_GUEST_EXTENSIONS", "false", parse_bool, **_RUNTIME
+    ),
+    "persistent_workspaces": Option(
+        "CKAN_JUPYTERHUB_PERSISTENT_WORKSPACES", "false", parse_bool, **_RUNTIME
+    ),
+    "workspace_quota": Option(
+        "CKAN_JUPYTERHUB_WORKSPACE_QUOTA", "1G", str, 64 * _MB, **_RUNTIME
+    ),
+    "workspace_retention_days": Option(
+        "CKAN_JUPYTERHUB_WORKSPACE_RETENTION_DAYS", "30", int, 1, 3650, **_RUNTIME
+    ),
     "spawner": Option("CKAN_JUPYTERHUB_SPAWNER", "local", parse_choice("local", "docker", "swarm")),
     "pool_size": Option("CKAN_JUPYTERHUB_POOL_SIZE", "0", int, 0, 10000, **_RUNTIME),
     "network": Option("CKAN_NETWORK", ""),
@@ -115,7 +131,7 @@ TABLE: dict[str, Option] = {
 RUNTIME_KEYS = tuple(short for short, option in TABLE.items() if option.runtime)
 
 #: settings whose text is a size (``512M``, ``2G``); their range is in bytes
-SIZE_KEYS = ("memory_limit", "disk_limit", "max_resource_size")
+SIZE_KEYS = ("memory_limit", "disk_limit", "workspace_quota", "max_resource_size")
 
 
 def _check(key: str, raw) -> object:
@@ -162,6 +178,11 @@ class Settings:
     memory_limit: str
     disk_limit: str
     session_egress: str
+    max_extended_age: int
+    guest_extensions: bool
+    persistent_workspaces: bool
+    workspace_quota: str
+    workspace_retention_days: int
     spawner: str
     pool_size: int
     network: str

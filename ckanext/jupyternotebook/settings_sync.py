@@ -58,11 +58,11 @@ def admin_saved() -> dict[str, str]:
 
 def _normal(short: str, value: Any) -> Any:
     try:
-        if short in ("memory_limit", "disk_limit"):
+        if short in ("memory_limit", "disk_limit", "workspace_quota"):
             return parse_bytes(value)
         if short == "session_egress":
             return str(value).strip().lower()
-        if short == "guest_access":
+        if short in ("guest_access", "guest_extensions", "persistent_workspaces"):
             return tk.asbool(value)
         return int(value)
     except (TypeError, ValueError):
