@@ -54,6 +54,8 @@ setup(
             "pandas>=2.1,<4",
             "openpyxl>=3.1,<4",
             "pyarrow>=15",
+            # report runs execute the notebook inside the session (report_runs)
+            "papermill>=2.6,<3",
         ],
     },
     entry_points={
