@@ -80,6 +80,8 @@ _SETTINGS = [
     Setting("workspace_quota", "CKAN_JUPYTERHUB_WORKSPACE_QUOTA", _as_str, True),
     Setting("workspace_retention_days", "CKAN_JUPYTERHUB_WORKSPACE_RETENTION_DAYS",
             _as_int, True),
+    # CKAN-side only: the report workers (issue 14)
+    Setting("max_report_runs", "CKAN_JUPYTERHUB_MAX_REPORT_RUNS", _as_int),
     Setting("spawner", "CKAN_JUPYTERHUB_SPAWNER", _as_str),
     Setting("pool_size", "CKAN_JUPYTERHUB_POOL_SIZE", _as_int, True),
     Setting("network", "CKAN_NETWORK", _as_str),
