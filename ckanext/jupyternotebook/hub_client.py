@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import IO, Any
 
 import requests
 
@@ -138,6 +138,53 @@ class HubClient:
 
     def delete_session(self, session_id: str) -> None:
         self._call("DELETE", f"/api/sessions/{_path(session_id)}")
+
+    # report runs (issue 14)
+
+    def create_run(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a headless run of a notebook in a session of its own."""
+        return self._call("POST", "/api/runs", json=request,
+                          timeout=self.launch_timeout)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/runs/{_path(run_id)}")
+
+    def delete_run(self, run_id: str) -> None:
+        """Stop a run and remove its server (also after a finished run)."""
+        self._call("DELETE", f"/api/runs/{_path(run_id)}",
+                   timeout=self.launch_timeout)
+
+    def download_run_file(self, run_id: str, what: str, dest: IO[bytes],
+                          max_bytes: int) -> int:
+        """Stream the executed notebook (``what="notebook"``) or an artifact
+        (``what="artifacts/<name>"``) into ``dest``; returns its size.
+        BridgeError ``too_large`` past ``max_bytes``."""
+        url = f"{self.api_url}/api/runs/{_path(run_id)}/" + "/".join(
+            _path(part) for part in what.split("/"))
+        try:
+            with self.http.get(url, stream=True,
+                               timeout=self.launch_timeout) as response:
+                if not response.ok:
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = {}
+                    self._raise_for(response,
+                                    body if isinstance(body, dict) else {})
+                size = 0
+                for chunk in response.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise BridgeError(
+                            f"{what} is larger than {max_bytes} bytes",
+                            "too_large")
+                    dest.write(chunk)
+                return size
+        except requests.RequestException as err:
+            log.warning("bridge unreachable: GET %s: %s", url, err)
+            raise HubUnavailable(
+                "The notebook service cannot be reached.",
+                "hub_unavailable") from err
 
     # the sidecar
 
