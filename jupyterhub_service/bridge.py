@@ -12,12 +12,13 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 from pathlib import Path
 
 from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from . import __version__
+from . import __version__, session_files
 from .settings import Settings, hub_api_env, load
 from .hub_api import HubAPI, HubError, HubUnavailable
 from .pool import Pool
@@ -97,7 +98,7 @@ class SessionsHandler(APIHandler):
         recs = await self.sessions.db.sessions(
             user_id=user_id, dataset_id=dataset_id, statuses=("pending", "ready", "stopping")
         )
-        self.send({"sessions": [r.to_dict() for r in recs]})
+        self.send({"sessions": [self.sessions.describe(r) for r in recs]})
 
 
 class SessionHandler(APIHandler):
@@ -105,7 +106,7 @@ class SessionHandler(APIHandler):
         rec = await self.sessions.db.get(session_id)
         if rec is None:
             return self.fail(BridgeError(404, "not_found", "No such session."))
-        self.send(rec.to_dict())
+        self.send(self.sessions.describe(rec))
 
     async def delete(self, session_id):
         async def run():
@@ -116,6 +117,54 @@ class SessionHandler(APIHandler):
                 raise BridgeError(503, "hub_unavailable",
                                   "The session could not be stopped yet; it will be retried.")
             self.set_status(204)
+            self.finish()
+
+        await self._guard(run())
+
+
+class ExtendHandler(APIHandler):
+    async def post(self, session_id):
+        async def run():
+            self.send(await self.sessions.extend(session_id))
+
+        await self._guard(run())
+
+
+# bytes read from a session's file per write to the client
+FILE_CHUNK = 1024 * 1024
+
+
+class SessionFileHandler(APIHandler):
+    """``GET /api/sessions/{id}/files?path=&max_bytes=``: one regular file of
+    a live session's home, as it is (session_files.py)."""
+
+    async def get(self, session_id):
+        async def run():
+            rec = await self.sessions.db.get(session_id)
+            if rec is None:
+                raise BridgeError(404, "not_found", "No such session.")
+            if rec.status != "ready":
+                raise BridgeError(409, "not_running", "The session is not running.")
+            max_bytes = self.get_argument("max_bytes", None)
+            try:
+                max_bytes = int(max_bytes) if max_bytes is not None else None
+            except ValueError:
+                raise BridgeError(400, "invalid", "max_bytes must be a whole number") from None
+            loop = asyncio.get_running_loop()
+            fd, size = await loop.run_in_executor(
+                None, session_files.open_file, self.sessions.settings, session_id,
+                self.get_argument("path", ""), max_bytes)
+            with os.fdopen(fd, "rb") as f:
+                self.set_header("Content-Type", "application/octet-stream")
+                self.set_header("Content-Length", str(size))
+                left = size
+                while left > 0:
+                    chunk = await loop.run_in_executor(None, f.read, min(FILE_CHUNK, left))
+                    if not chunk:
+                        break  # shrank while read: the client sees a short body
+                    left -= len(chunk)
+                    self.write(chunk)
+                    await self.flush()
             self.finish()
 
         await self._guard(run())
@@ -173,6 +222,8 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
         [
             (r"/api/sessions", SessionsHandler),
             (r"/api/sessions/([^/]+)", SessionHandler),
+            (r"/api/sessions/([^/]+)/extend", ExtendHandler),
+            (r"/api/sessions/([^/]+)/files", SessionFileHandler),
             (r"/api/capacity", CapacityHandler),
             (r"/api/settings", SettingsHandler),
             (r"/api/health", HealthHandler),

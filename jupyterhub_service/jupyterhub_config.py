@@ -41,8 +41,12 @@ c.Authenticator.allow_all = True
 # `timeout` is changed to at run time: the authenticator's refresh_user ends
 # it once the bridge's store has no live session for the user (checked every
 # auth_refresh_age seconds). The cookie and OAuth token lifetimes are only a
-# ceiling, longer than any session can last.
-LOGIN_CEILING_S = max(s.timeout, getattr(s, "max_extended_age", 0), 24 * 3600)
+# ceiling, longer than any session can last: the highest `timeout` or
+# `max_extended_age` the admin page accepts at run time, so an extended
+# session's login never dies at its old end (issue 13).
+LOGIN_CEILING_S = max(s.timeout, s.max_extended_age, 24 * 3600,
+                      settings_module.TABLE["timeout"].high,
+                      settings_module.TABLE["max_extended_age"].high)
 c.TicketAuthenticator.auth_refresh_age = 10
 c.JupyterHub.cookie_max_age_days = LOGIN_CEILING_S / 86400
 c.JupyterHub.oauth_token_expires_in = LOGIN_CEILING_S

@@ -15,6 +15,7 @@ import logging
 import time
 
 from .reconcile import Reconciler, end_sessions
+from .sessions import EXPIRED
 from .store import LIVE, STOPPING, utcnow
 
 log = logging.getLogger("bridge.reaper")
@@ -80,7 +81,7 @@ class Reaper:
 
     async def reap(self) -> None:
         now = utcnow()
-        await end_sessions(self.sessions, await self.db.expired(now), "time is up")
+        await end_sessions(self.sessions, await self.db.expired(now), EXPIRED)
         ready, users = await self.reconciler.look()
         await self.reconciler.run(ready, users)
         if users is not None:

@@ -16,16 +16,19 @@ from urllib.parse import urlencode
 from . import launch_ticket
 from .admission import Admission
 from .errors import BridgeError, hub_unavailable
+from .extension import Extensions
 from .hub_api import HubAPI, HubUnavailable
 from .runtime import RuntimeSettings
 from .scratch import Scratch
 from .servers import Servers, StopFailed
 from .settings import Settings
-from .store import LIVE, AsyncStore, SessionRecord, Store, iso, utcnow
+from .store import LIVE, AsyncStore, SessionRecord, Store, aware, iso, utcnow
 
 log = logging.getLogger("bridge.sessions")
 
 PIDS_LIMIT = 256
+#: the reason the reaper ends a session whose time is up
+EXPIRED = "time is up"
 
 
 def validate_request(req) -> None:
@@ -46,6 +49,10 @@ def validate_request(req) -> None:
     nb = req.get("notebook_resource_id")
     if nb and nb not in {r["id"] for r in res}:
         bad("notebook_resource_id is not one of the resources")
+    portal = req.get("portal_url")
+    if portal is not None and not (isinstance(portal, str)
+                                   and portal.startswith(("http://", "https://"))):
+        bad("portal_url must be an http(s) URL")
 
 
 class Sessions:
@@ -59,6 +66,7 @@ class Sessions:
         self.servers = Servers(hub)
         self.ticket_key = launch_ticket.ticket_key(settings.api_token)
         self.ending: dict[str, asyncio.Task] = {}
+        self.extensions = Extensions(self.db, self.runtime)
         self.pool = None  # the warm pool (pool.Pool), see attach_pool
         # called with (record, paths) when a pooled server is claimed, for
         # spawners whose home is not the host directory (docker)
@@ -94,10 +102,16 @@ class Sessions:
         if req["user"]["kind"] == "guest" and not rt["guest_access"]:
             raise BridgeError(403, "guest_access_off", "Guest sessions are turned off on this portal.")
         notebook_id = req.get("notebook_resource_id")
-        reservation = await self.admission.reserve(req, rt)
+        try:
+            reservation = await self.admission.reserve(req, rt)
+        except BridgeError as e:
+            self.extensions.note_refusal(e.code)
+            raise
         rec = reservation.record
         if reservation.joined:
             return await self._join(rec, notebook_id), False
+        await self.db.update(rec.id, notebook_resource_id=notebook_id,
+                             portal_url=req.get("portal_url"))
         for sid in reservation.replaced:
             asyncio.ensure_future(self.end(sid, "replaced by a new guest session"))
         done = self.admission.launching[rec.id]
@@ -184,7 +198,22 @@ class Sessions:
         open_path = next((nb["filename"] for nb in rec.notebooks or []
                           if notebook_resource_id and nb.get("resource_id") == notebook_resource_id),
                          rec.open_path)
-        return rec.to_dict(self.launch_url(rec, open_path))
+        return self.describe(rec, self.launch_url(rec, open_path))
+
+    def describe(self, rec: SessionRecord, launch_url: str | None = None) -> dict:
+        """The session as the API shows it, with what Extend can do now."""
+        return {**rec.to_dict(launch_url), **self.extensions.fields(rec)}
+
+    # -- keeping work ---------------------------------------------------------
+
+    async def extend(self, session_id: str) -> dict:
+        """Move the session's end by ``timeout`` (see ``extension``); the
+        session with its new ``expires_at``, or BridgeError (404
+        ``not_found``, 409 ``not_running`` / ``extend_limit``, 403
+        ``guests_cannot_extend``, 429 ``capacity``)."""
+        rec = await self.extensions.extend(session_id)
+        log.info("session %s extended to %s", session_id, iso(rec.expires_at))
+        return self.describe(rec)
 
     # -- ending -------------------------------------------------------------
 
@@ -203,6 +232,8 @@ class Sessions:
         rec = await self.db.get(session_id)
         if rec is None or rec.status in ("ended", "error"):
             return rec
+        if reason == EXPIRED and rec.status == "ready" and aware(rec.expires_at) > utcnow():
+            return rec  # extended after the reaper read it
         done = self.admission.launching.get(session_id)
         if done is not None:
             await asyncio.shield(done)

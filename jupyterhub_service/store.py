@@ -23,10 +23,12 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     or_,
     select,
+    text,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 # sessions a visitor holds: they count against every cap
@@ -83,6 +85,17 @@ class SessionRecord(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # issue 13: the notebook resource the session was opened from (Save to
+    # portal may upload a new version of it) and CKAN's internal base URL,
+    # which the bridge posts saves to
+    notebook_resource_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    portal_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+    def seconds_left(self, now: dt.datetime | None = None) -> int:
+        """Whole seconds until ``expires_at`` by the bridge's clock (0 once
+        passed)."""
+        left = (aware(self.expires_at) - (now or utcnow())).total_seconds()
+        return max(0, int(left))
 
     def to_dict(self, launch_url: str | None = None) -> dict:
         return {
@@ -103,6 +116,8 @@ class SessionRecord(Base):
             "started_at": iso(self.started_at),
             "expires_at": iso(self.expires_at),
             "ended_at": iso(self.ended_at),
+            "seconds_left": self.seconds_left() if self.status in LIVE else 0,
+            "notebook_resource_id": self.notebook_resource_id,
             "launch_url": launch_url,
         }
 
@@ -133,6 +148,33 @@ class PoolRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+def add_missing_columns(engine) -> list[str]:
+    """Bring a database made by an older version up to the models: columns
+    added since are added, nullable (``create_all`` makes missing tables
+    only). Additive only; returns the ``table.column`` names added."""
+    added = []
+    existing_tables = set(inspect(engine).get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        have = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+            except DBAPIError:
+                # the hub's authenticator and the bridge open the store at
+                # once: the other one may have just added it
+                if column.name in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    continue
+                raise
+            added.append(f"{table.name}.{column.name}")
+    return added
+
+
 class Store:
     def __init__(self, url: str):
         kwargs = {}
@@ -149,6 +191,7 @@ class Store:
                 cur.close()
 
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -230,6 +273,17 @@ class Store:
             if user_id is not None:
                 q = q.where(SessionRecord.user_id == user_id)
             return aware(s.execute(q).scalar())
+
+    def set_expiry_if_live(self, session_id: str, expires_at: dt.datetime,
+                           now: dt.datetime) -> SessionRecord | None:
+        """Move a ready, unexpired session's ``expires_at`` in one
+        transaction; None when it is not (or no longer) such a session."""
+        with self.db() as s:
+            rec = s.get(SessionRecord, session_id)
+            if rec is None or rec.status != "ready" or aware(rec.expires_at) <= now:
+                return None
+            rec.expires_at = expires_at
+            return rec
 
     def expired(self, now: dt.datetime) -> list[SessionRecord]:
         with self.db() as s:
