@@ -26,6 +26,7 @@ from .errors import BridgeError
 from .reaper import Reaper
 from .sessions import Sessions
 from .store import Store
+from .user_routes import user_routes
 
 log = logging.getLogger("bridge")
 
@@ -218,6 +219,9 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
     """``refused_networks``: peers in these networks (the sessions network)
     get 403 whatever token they send."""
     sessions = Sessions(settings, store, hub)
+    refused = [ipaddress.ip_network(n) for n in refused_networks]
+    # the visitor's own routes under /services/bridge/ (user_routes.py)
+    visitor_routes, visitor_settings = user_routes(sessions, refused)
     return web.Application(
         [
             (r"/api/sessions", SessionsHandler),
@@ -228,10 +232,12 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
             (r"/api/settings", SettingsHandler),
             (r"/api/health", HealthHandler),
             (r"/api/openapi.json", OpenAPIHandler),
+            *visitor_routes,
         ],
         sessions=sessions,
         api_token=settings.api_token,
-        refused_networks=[ipaddress.ip_network(n) for n in refused_networks],
+        refused_networks=refused,
+        **visitor_settings,
     )
 
 

@@ -65,6 +65,10 @@ c.JupyterHub.load_roles = [
             "read:users:name!user",
             "read:users:groups!user",
             "users:activity!user",
+            # the session's countdown, Extend, Download and Save to portal
+            # (the bridge's visitor routes, user_routes.py): each acts only
+            # on the caller's own sessions
+            "access:services!service=bridge",
         ],
     },
     # The bridge creates and deletes users, starts and stops their servers
@@ -77,11 +81,16 @@ c.JupyterHub.load_roles = [
 ]
 
 # -- the bridge, a managed service on its own port --------------------------
+# Its `url` makes the proxy route /services/bridge/ to it (the visitor's
+# routes, OAuth-authenticated); the proxy forwards no other path to it, so
+# the internal /api/... stays reachable only on the bridge's own port.
 c.JupyterHub.services = [
     {
         "name": "bridge",
         "command": [sys.executable, "-m", "jupyterhub_service.bridge"],
         "environment": settings_module.service_environment(),
+        "url": s.api_url,
+        "oauth_no_confirm": True,
         "display": False,
     }
 ]
