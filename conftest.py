@@ -137,16 +137,25 @@ def clean_db(reset_db, migrate_db_for):
     reset_db()
     from ckan import model
     from sqlalchemy import inspect
+    if not inspect(model.meta.engine).has_table(
+            "jupyternotebook_alembic_version"):
+        # the plugin's own tables (reports, issue 14), as `ckan db upgrade`
+        # makes them
+        _migrate_plugin(plugins, migrate_db_for, "jupyternotebook")
     if inspect(model.meta.engine).has_table("activity_alembic_version"):
         return  # migrated already; reset_db keeps the schema from now on
     import ckanext.activity
     if not (Path(ckanext.activity.__file__).parent / "migration").is_dir():
         return  # CKAN 2.10: the activity tables are core's, made by reset_db
-    if plugins.plugin_loaded("activity"):
-        migrate_db_for("activity")
+    _migrate_plugin(plugins, migrate_db_for, "activity")
+
+
+def _migrate_plugin(plugins, migrate_db_for, name: str) -> None:
+    if plugins.plugin_loaded(name):
+        migrate_db_for(name)
     else:
-        plugins.load("activity")
+        plugins.load(name)
         try:
-            migrate_db_for("activity")
+            migrate_db_for(name)
         finally:
-            plugins.unload("activity")
+            plugins.unload(name)

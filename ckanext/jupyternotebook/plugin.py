@@ -25,6 +25,8 @@ class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
     p.implements(p.ISignal)
     p.implements(p.IClick)
     p.implements(p.ITranslation)
+    # reports: "run when the dataset's data changes"
+    p.implements(p.IResourceController, inherit=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,6 +81,18 @@ class JupyterNotebookPlugin(p.SingletonPlugin, DefaultTranslation):
     def get_signal_subscriptions(self) -> dict[Any, Any]:
         from . import subscriptions
         return subscriptions.get_subscriptions()
+
+    # IResourceController
+
+    def after_resource_create(self, context: Any,
+                              resource: dict[str, Any]) -> None:
+        from .reports import triggers
+        triggers.resource_changed(context, resource)
+
+    def after_resource_update(self, context: Any,
+                              resource: dict[str, Any]) -> None:
+        from .reports import triggers
+        triggers.resource_changed(context, resource)
 
     # IClick
 

@@ -217,4 +217,8 @@ jupyternotebook.add_url_rule("/jupyter/session/<session_id>/stop",
 
 def blueprints() -> list[flask.Blueprint]:
     from . import admin, notebook_view  # the preview and admin pages
-    return [jupyternotebook, notebook_view.blueprint, admin.blueprint]
+    from . import keep_work_views  # Extend, and saves started in JupyterLab
+    keep_work_views.exempt_from_csrf()
+    from .reports import views as reports
+    return [jupyternotebook, notebook_view.blueprint, admin.blueprint,
+            reports.blueprint, keep_work_views.blueprint]

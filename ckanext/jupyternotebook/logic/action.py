@@ -337,3 +337,10 @@ def _flash_on_admin_page(message: str) -> None:
 
     if has_request_context() and request.endpoint == "admin.config":
         tk.h.flash_error(message)
+
+
+# reports (issue 14): their actions live in reports/action.py
+from ..reports import action as _reports  # noqa: E402
+
+globals().update({name: getattr(_reports, name) for name in _reports.__all__})
+__all__ += _reports.__all__

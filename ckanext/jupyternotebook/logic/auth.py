@@ -107,3 +107,10 @@ def jupyternotebook_settings_update(context: Context,
                                     data_dict: DataDict) -> AuthResult:
     return {"success": False,
             "msg": tk._("Only sysadmins can change the Jupyter settings")}
+
+
+# reports (issue 14): their auth functions live in reports/auth.py
+from ..reports import auth as _reports  # noqa: E402
+
+globals().update({name: getattr(_reports, name) for name in _reports.__all__})
+__all__ += _reports.__all__

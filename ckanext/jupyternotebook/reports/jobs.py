@@ -1,0 +1,481 @@
+"""A report run as a CKAN background job (RQ queue ``jupyter-reports``).
+
+The job runs as the report's publisher: their rights are checked when it
+runs, not when the report was set up, and it stops with a clear error when
+they are gone. It asks the bridge to run the notebook in a session of its
+own (``POST /api/runs``), waits for the end, and on success publishes the
+executed notebook and each artifact as resources of the dataset, as new
+uploads of the same resources on later runs. A failed, timed-out or
+cancelled run publishes nothing. Whatever happens, the bridge's run is
+deleted at the end (its server, container and home go with it).
+"""
+from __future__ import annotations
+
+import logging
+import mimetypes
+import tempfile
+import time
+from pathlib import PurePosixPath
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+import ckan.plugins.toolkit as tk
+from ckan import model
+
+from .. import hub_client
+from .model import Report, ReportRun, transition, utcnow
+
+log = logging.getLogger(__name__)
+
+QUEUE = "jupyter-reports"
+#: beyond the time limit: the server's start, fetching and publishing
+MARGIN = 300
+POLL_SECONDS = 1.0
+#: how long the bridge may stay unreachable during a run
+BRIDGE_PATIENCE = 60
+
+ORIGIN = "jupyternotebook_origin"
+REPORT_ID = "jupyternotebook_report_id"
+ARTIFACT = "jupyternotebook_artifact"
+NOTEBOOK_ARTIFACT = ""
+
+
+class RunFailed(Exception):
+    """The run cannot go on; ``message`` is for the run history."""
+
+    def __init__(self, message: str, status: str = "failed",
+                 **details: Any):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.details = details
+
+
+# --------------------------------------------------------------------------
+# queueing
+
+
+def queue_run(report: Report, trigger: str, parameters: dict[str, Any],
+              requested_by: str | None = None) -> ReportRun | None:
+    """Record a queued run and enqueue its job; None when a run of this
+    report is already queued or running."""
+    run = ReportRun(report_id=report.id, trigger=trigger,
+                    parameters=dict(parameters or {}), status="queued",
+                    requested_by=requested_by, published=[],
+                    queued_at=utcnow())
+    model.Session.add(run)
+    try:
+        model.Session.commit()
+    except IntegrityError:
+        model.Session.rollback()
+        return None
+    enqueue(run.id, report.time_limit)
+    model.Session.expire_all()
+    return ReportRun.get(run.id)
+
+
+def enqueue(run_id: str, time_limit: int) -> None:
+    """Put a queued run's job on the queue; a run that cannot be queued
+    fails with the reason."""
+    try:
+        job = tk.enqueue_job(run_report, [run_id], title=f"report run {run_id}",
+                             queue=QUEUE,
+                             rq_kwargs={"timeout": time_limit + MARGIN})
+    except Exception as err:  # Redis down: the run must not stay queued
+        log.exception("could not enqueue report run %s", run_id)
+        transition(run_id, "failed", only_from=("queued",),
+                   finished_at=utcnow(), error={"message": tk._(
+                       "The run could not be queued: background jobs are "
+                       "unavailable ({error})").format(error=err)})
+        return
+    model.Session.execute(
+        sa.update(ReportRun).where(ReportRun.id == run_id)
+        .values(job_id=job.id).execution_options(synchronize_session=False))
+    model.Session.commit()
+
+
+def cancel_job(job_id: str | None) -> None:
+    """Take a queued job off the queue (a running one ends on its own when
+    it sees its run cancelled)."""
+    if not job_id:
+        return
+    from ckan.lib import jobs as ckan_jobs
+    try:
+        job = ckan_jobs.job_from_id(job_id)
+    except KeyError:
+        return
+    try:
+        if job.get_status() in ("queued", "deferred", "scheduled"):
+            job.cancel()
+    except Exception:  # best effort: the job checks the run's status
+        log.warning("could not cancel job %s", job_id, exc_info=True)
+
+
+def job_alive(job_id: str | None) -> bool:
+    """Whether RQ still holds this job as queued or started."""
+    if not job_id:
+        return False
+    from ckan.lib import jobs as ckan_jobs
+    try:
+        job = ckan_jobs.job_from_id(job_id)
+    except KeyError:
+        return False
+    try:
+        return job.get_status() in ("queued", "started", "deferred",
+                                    "scheduled")
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------
+# the job
+
+
+def run_report(run_id: str) -> None:
+    """The background job: run one report run to its end."""
+    from flask import has_request_context
+    if has_request_context():
+        _Run(run_id).execute()
+        return
+    from ckan.config.middleware import _internal_test_request_context
+    if _internal_test_request_context is None:
+        _Run(run_id).execute()
+        return
+    with _internal_test_request_context:
+        _Run(run_id).execute()
+
+
+class _Run:
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.client = hub_client.HubClient.from_config()
+        self.started_bridge_run = False
+
+    # -- the whole run ---------------------------------------------------
+
+    def execute(self) -> None:
+        run = ReportRun.get(self.run_id)
+        if run is None or run.status != "queued":
+            return  # cancelled while queued, or the report was deleted
+        report = Report.get(run.report_id)
+        if report is None:
+            return
+        self.report_id = report.id
+        self.time_limit = report.time_limit
+        self.parameters = dict(run.parameters or {})
+        if not transition(self.run_id, "running", only_from=("queued",),
+                          started_at=utcnow()):
+            return
+        log.info("report %s run %s started", report.id, self.run_id)
+        try:
+            outcome = self._run(report)
+        except RunFailed as err:
+            self._finish(err.status, error={"message": err.message,
+                                            **err.details})
+        except Exception as err:
+            if type(err).__name__ == "JobTimeoutException":
+                self._finish("timed_out", error={"message": tk._(
+                    "The run took longer than its time limit of {limit} s "
+                    "and was stopped").format(limit=self.time_limit)})
+            else:
+                log.exception("report run %s failed", self.run_id)
+                self._finish("failed", error={"message": tk._(
+                    "The run stopped on an internal error: {error}").format(
+                        error=f"{type(err).__name__}: {err}")})
+        else:
+            self._finish(*outcome)
+        finally:
+            self._delete_bridge_run()
+
+    def _run(self, report: Report) -> tuple:
+        context, user = self._publisher(report)
+        notebook, dataset = self._check_rights(report, context, user)
+        self.stem = _stem(notebook)
+        request = self._request(context, user, dataset, notebook)
+        self._check_not_cancelled()
+        self.client.create_run(request)
+        self.started_bridge_run = True
+        final = self._wait()
+        status = final.get("status")
+        if status != "succeeded":
+            return status, _error_of(final, self.time_limit), []
+        # the publisher's rights again: the run may have taken long
+        context, user = self._publisher(report)
+        notebook, dataset = self._check_rights(report, context, user)
+        self._check_not_cancelled()
+        published = self._publish(context, dataset, notebook, final)
+        return "succeeded", None, published
+
+    # -- who runs it -----------------------------------------------------
+
+    def _publisher(self, report: Report) -> tuple[dict, Any]:
+        user = model.User.get(report.created_by)
+        if user is None or user.state != "active":
+            raise RunFailed(tk._(
+                "The report's publisher no longer has an active account; "
+                "set the report up again as a user who may edit the "
+                "dataset"))
+        return {"user": user.name, "ignore_auth": False}, user
+
+    def _check_rights(self, report: Report, context: dict,
+                      user: Any) -> tuple[dict, dict]:
+        try:
+            notebook = tk.get_action("resource_show")(
+                dict(context), {"id": report.resource_id})
+            dataset = tk.get_action("package_show")(
+                dict(context), {"id": notebook["package_id"]})
+        except tk.ObjectNotFound:
+            raise RunFailed(tk._(
+                "The notebook resource of this report was removed"))
+        except tk.NotAuthorized:
+            raise RunFailed(tk._(
+                "The report's publisher {user} may no longer read this "
+                "notebook (was the dataset made private, or were they "
+                "removed from its organization?)").format(user=user.name))
+        try:
+            tk.check_access("resource_update", dict(context),
+                            {"id": report.resource_id})
+        except tk.NotAuthorized:
+            raise RunFailed(tk._(
+                "The report's publisher {user} may no longer edit this "
+                "dataset, so the run cannot publish its results").format(
+                    user=user.name))
+        return notebook, dataset
+
+    def _request(self, context: dict, user: Any, dataset: dict,
+                 notebook: dict) -> dict:
+        from ..logic.action import _resource_entry
+
+        readable = []
+        for resource in dataset.get("resources", []):
+            if resource.get("jupyternotebook_report_id") == self.report_id:
+                continue  # its own previous results are not its input
+            try:
+                tk.check_access("resource_show", dict(context),
+                                {"id": resource["id"]})
+            except tk.NotAuthorized:
+                continue
+            if resource.get("url_type") == "upload" or resource.get("url"):
+                readable.append(_resource_entry(dataset, resource))
+        return {
+            "run_id": self.run_id,
+            "user": {"kind": "user", "id": user.id, "name": user.name},
+            "dataset": {
+                "id": dataset["id"], "name": dataset["name"],
+                "title": dataset.get("title") or dataset["name"],
+                "url": tk.url_for("dataset.read", id=dataset["name"],
+                                  _external=True),
+            },
+            "resources": readable,
+            "notebook_resource_id": notebook["id"],
+            "parameters": self.parameters,
+            "time_limit": self.time_limit,
+        }
+
+    # -- waiting -----------------------------------------------------------
+
+    def _status_in_db(self) -> str | None:
+        model.Session.commit()  # end the transaction: see others' commits
+        return model.Session.execute(
+            sa.select(ReportRun.status).where(ReportRun.id == self.run_id)
+        ).scalar()
+
+    def _check_not_cancelled(self) -> None:
+        if self._status_in_db() != "running":
+            raise _Cancelled()
+
+    def _wait(self) -> dict:
+        # the bridge kills the run at its time limit; this deadline only
+        # covers a bridge that never says so
+        deadline = time.monotonic() + self.time_limit + MARGIN / 2
+        unreachable_since = None
+        while True:
+            if self._status_in_db() != "running":
+                return {"status": "cancelled"}
+            try:
+                info = self.client.get_run(self.run_id)
+                unreachable_since = None
+            except hub_client.NotFound:
+                raise RunFailed(tk._(
+                    "The notebook service lost this run (was it "
+                    "restarted?)"))
+            except hub_client.HubUnavailable:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > BRIDGE_PATIENCE:
+                    raise RunFailed(tk._(
+                        "The notebook service stopped answering during "
+                        "the run"))
+                info = {}
+            if info.get("status") in ("succeeded", "failed", "timed_out",
+                                      "cancelled"):
+                return info
+            if time.monotonic() > deadline:
+                return {"status": "timed_out"}
+            time.sleep(POLL_SECONDS)
+
+    # -- publishing --------------------------------------------------------
+
+    def _publish(self, context: dict, dataset: dict, notebook: dict,
+                 final: dict) -> list[str]:
+        cap = int(tk.config.get("ckan.max_resource_size") or 0) * 1024 * 1024
+        cap = cap or 2 ** 40
+        existing = {
+            r.get(ARTIFACT, ""): r for r in dataset.get("resources", [])
+            if r.get(REPORT_ID) == self.report_id}
+        published = []
+        with tempfile.TemporaryDirectory(prefix="jupyter-report-") as tmp:
+            files = [(NOTEBOOK_ARTIFACT, "notebook",
+                      f"{self.stem}-report.ipynb")]
+            for artifact in final.get("artifacts") or []:
+                name = str(artifact.get("name") or "")
+                if artifact.get("skipped") or not _safe_name(name):
+                    log.warning("report run %s: artifact %r not published "
+                                "(%s)", self.run_id, name,
+                                artifact.get("skipped") or "bad name")
+                    continue
+                files.append((name, f"artifacts/{name}", name))
+            downloaded = []
+            for key, what, filename in files:
+                path = PurePosixPath(tmp) / f"{len(downloaded)}"
+                with open(path, "wb") as out:
+                    try:
+                        self.client.download_run_file(self.run_id, what, out,
+                                                      cap)
+                    except hub_client.BridgeError as err:
+                        if key == NOTEBOOK_ARTIFACT:
+                            raise RunFailed(tk._(
+                                "The executed notebook could not be fetched: "
+                                "{error}").format(error=err.message))
+                        log.warning("report run %s: artifact %s skipped: %s",
+                                    self.run_id, key, err)
+                        continue
+                downloaded.append((key, filename, str(path)))
+            # everything is fetched before anything is published
+            for key, filename, path in downloaded:
+                published.append(self._upload(
+                    context, dataset, notebook, existing.get(key), key,
+                    filename, path))
+        return published
+
+    def _upload(self, context: dict, dataset: dict, notebook: dict,
+                current: dict | None, key: str, filename: str,
+                path: str) -> str:
+        from werkzeug.datastructures import FileStorage
+
+        is_notebook = key == NOTEBOOK_ARTIFACT
+        mimetype = "application/x-ipynb+json" if is_notebook else (
+            mimetypes.guess_type(filename)[0] or "application/octet-stream")
+        fmt = "ipynb" if is_notebook else (
+            PurePosixPath(filename).suffix.lstrip(".").upper() or "")
+        when = utcnow().strftime("%Y-%m-%d %H:%M UTC")
+        if is_notebook:
+            name = tk._("{report} (report)").format(report=self.stem)
+            description = tk._(
+                "The notebook {notebook} as its report last ran ({when}), "
+                "with its outputs.").format(notebook=notebook.get("name"),
+                                            when=when)
+        else:
+            name = tk._("{report} (report): {file}").format(
+                report=self.stem, file=key)
+            description = tk._(
+                "Written by the report of {notebook} ({when}).").format(
+                    notebook=notebook.get("name"), when=when)
+        with open(path, "rb") as stream:
+            upload = FileStorage(stream=stream, filename=filename,
+                                 content_type=mimetype)
+            fields = {
+                "name": name, "description": description, "format": fmt,
+                "url": filename, "upload": upload, "url_type": "upload",
+                ORIGIN: "report", REPORT_ID: self.report_id, ARTIFACT: key,
+            }
+            if current is None:
+                resource = tk.get_action("resource_create")(
+                    dict(context), {"package_id": dataset["id"], **fields})
+            else:
+                resource = tk.get_action("resource_patch")(
+                    dict(context), {"id": current["id"], **fields})
+        if is_notebook:
+            _ensure_notebook_view(context, resource)
+        return resource["id"]
+
+    # -- the end -----------------------------------------------------------
+
+    def _finish(self, status: str, error: dict | None = None,
+                published: list | None = None) -> None:
+        changed = transition(self.run_id, status, only_from=("running",),
+                             finished_at=utcnow(), error=error,
+                             published=list(published or []))
+        if changed:
+            log.info("report run %s: %s", self.run_id, status)
+        elif published:
+            # cancelled while publishing: what was published stays listed
+            model.Session.execute(
+                sa.update(ReportRun).where(ReportRun.id == self.run_id)
+                .values(published=list(published))
+                .execution_options(synchronize_session=False))
+            model.Session.commit()
+
+    def _delete_bridge_run(self) -> None:
+        try:
+            self.client.delete_run(self.run_id)
+        except hub_client.NotFound:
+            pass
+        except hub_client.BridgeError as err:
+            log.warning("report run %s: the bridge did not remove the run: "
+                        "%s", self.run_id, err)
+
+
+class _Cancelled(RunFailed):
+    def __init__(self):
+        super().__init__(tk._("Cancelled"), status="cancelled")
+
+
+def _error_of(final: dict, time_limit: int) -> dict:
+    status = final.get("status")
+    error = dict(final.get("error") or {})
+    if status == "timed_out":
+        error.setdefault("message", tk._(
+            "The notebook ran longer than its time limit of {limit} s; it "
+            "was stopped and its server removed").format(limit=time_limit))
+    elif status == "cancelled":
+        error.setdefault("message", tk._("Cancelled"))
+    elif error.get("ename"):
+        cell = error.get("cell_index")
+        where = tk._(" in cell {n}").format(n=cell) \
+            if cell is not None else ""
+        error.setdefault("message", tk._(
+            "The notebook failed{where}: {ename}: {evalue}").format(
+                where=where, ename=error.get("ename"),
+                evalue=error.get("evalue") or ""))
+    else:
+        error.setdefault("message", tk._("The notebook run failed"))
+    tb = error.get("traceback")
+    if isinstance(tb, list):
+        error["traceback"] = "\n".join(str(line) for line in tb)
+    return error
+
+
+def _stem(notebook: dict) -> str:
+    name = (notebook.get("name") or "").strip() or notebook["id"]
+    if name.lower().endswith(".ipynb"):
+        name = name[:-len(".ipynb")]
+    return name or notebook["id"]
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name \
+        and not name.startswith(".") and len(name) <= 200
+
+
+def _ensure_notebook_view(context: dict, resource: dict) -> None:
+    from ..notebook_view import VIEW_NAME
+
+    views = tk.get_action("resource_view_list")(
+        dict(context), {"id": resource["id"]})
+    if any(v.get("view_type") == VIEW_NAME for v in views):
+        return
+    tk.get_action("resource_view_create")(dict(context), {
+        "resource_id": resource["id"], "view_type": VIEW_NAME,
+        "title": tk._("Report")})
