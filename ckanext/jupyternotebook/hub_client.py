@@ -139,6 +139,42 @@ class HubClient:
     def delete_session(self, session_id: str) -> None:
         self._call("DELETE", f"/api/sessions/{_path(session_id)}")
 
+    # keeping work (issue 13)
+
+    def extend_session(self, session_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/sessions/{_path(session_id)}/extend")
+
+    def session_file(self, session_id: str, path: str, dest: IO[bytes],
+                     max_bytes: int) -> int:
+        """Stream one file of a session's home into ``dest``; returns its
+        size. The bridge refuses (413 ``too_large``) a file bigger than
+        ``max_bytes``; bytes past it are refused here too."""
+        url = f"{self.api_url}/api/sessions/{_path(session_id)}/files"
+        try:
+            with self.http.get(url, params={"path": path, "max_bytes": max_bytes},
+                               stream=True, timeout=self.launch_timeout) as response:
+                if not response.ok:
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = {}
+                    self._raise_for(response,
+                                    body if isinstance(body, dict) else {})
+                size = 0
+                for chunk in response.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise BridgeError(
+                            f"The file is larger than {max_bytes} bytes.",
+                            "too_large", 413)
+                    dest.write(chunk)
+                return size
+        except requests.RequestException as err:
+            log.warning("bridge unreachable: GET %s: %s", url, err)
+            raise HubUnavailable(
+                "The notebook service cannot be reached.",
+                "hub_unavailable") from err
+
     # report runs (issue 14)
 
     def create_run(self, request: dict[str, Any]) -> dict[str, Any]:

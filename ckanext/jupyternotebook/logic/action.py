@@ -14,6 +14,10 @@ from .. import settings
 from .. import grants, hub_client, identity, launch_slots
 from ..settings_sync import admin_saved, differences, sync
 from . import schema
+from .keep_work import (  # noqa: F401 (issue 13: Save to portal, Extend)
+    jupyternotebook_session_extend,
+    jupyternotebook_session_save,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,8 @@ __all__ = [
     "jupyternotebook_session_create",
     "jupyternotebook_session_list",
     "jupyternotebook_session_delete",
+    "jupyternotebook_session_extend",
+    "jupyternotebook_session_save",
     "jupyternotebook_capacity_show",
     "jupyternotebook_settings_show",
     "jupyternotebook_settings_update",
@@ -66,6 +72,9 @@ def jupyternotebook_session_create(context: Context,
     request = {
         "user": _launcher(context),
         "client_ip": identity.client_ip(),
+        # where the bridge posts saves started in JupyterLab (issue 13)
+        "portal_url": (settings.get("fetch_base_url")
+                       or tk.config.get("ckan.site_url")).rstrip("/"),
         "dataset": {
             "id": dataset["id"],
             "name": dataset["name"],

@@ -6,11 +6,17 @@ from ckan.types import AuthResult, Context, DataDict
 
 from .. import settings
 from .. import hub_client, identity
+from .keep_work_auth import (  # noqa: F401 (issue 13: Save to portal, Extend)
+    jupyternotebook_session_extend,
+    jupyternotebook_session_save,
+)
 
 __all__ = [
     "jupyternotebook_session_create",
     "jupyternotebook_session_list",
     "jupyternotebook_session_delete",
+    "jupyternotebook_session_extend",
+    "jupyternotebook_session_save",
     "jupyternotebook_capacity_show",
     "jupyternotebook_settings_show",
     "jupyternotebook_settings_update",

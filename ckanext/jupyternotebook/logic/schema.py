@@ -29,6 +29,21 @@ def session_delete(not_empty, unicode_safe):
 
 
 @validator_args
+def session_extend(not_empty, unicode_safe):
+    return {"id": [not_empty, unicode_safe]}
+
+
+@validator_args
+def session_save(not_empty, ignore_missing, unicode_safe):
+    return {
+        "id": [not_empty, unicode_safe],
+        "path": [not_empty, unicode_safe],
+        "name": [ignore_missing, unicode_safe],
+        "replace_resource_id": [ignore_missing, unicode_safe],
+    }
+
+
+@validator_args
 def settings_show(ignore_missing, boolean_validator):
     return {"bridge": [ignore_missing, boolean_validator]}
 
