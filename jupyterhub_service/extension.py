@@ -13,7 +13,8 @@ Who may, and when:
   the portal in use) within the last ``CAPACITY_WINDOW`` seconds, or, for a
   guest's session, with ``guest_capacity``. A user's extension keeps a place
   under ``max_sessions`` only, so guest refusals do not stop it. Refusals are
-  remembered by this bridge process (a restart forgets them).
+  remembered by this bridge process; a restart or a change of the runtime
+  settings (new caps) forgets them.
 - only a ready session that has not reached its end (409 ``not_running``).
 
 The hub login of an extended session lasts with it: the ticket
@@ -52,6 +53,8 @@ class Extensions:
         self.runtime = runtime
         # admission code -> time.monotonic() of its latest refusal
         self.refused_at: dict[str, float] = {}
+        # new caps make earlier refusals stale: a settings change forgets them
+        runtime.listeners.append(self.refused_at.clear)
 
     def note_refusal(self, code: str) -> None:
         """Admission refused a launch with ``code``."""
