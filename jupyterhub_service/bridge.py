@@ -202,6 +202,41 @@ class OpenAPIHandler(APIHandler):
         self.finish(OPENAPI.read_text())
 
 
+class WorkspacesHandler(APIHandler):
+    async def get(self):
+        user_id = self.get_argument("user_id", None)
+        self.send({"workspaces": await self.sessions.workspaces.list(user_id)})
+
+
+class WorkspaceHandler(APIHandler):
+    async def delete(self, user_id):
+        async def run():
+            await self.sessions.workspaces.delete(user_id)
+            self.set_status(204)
+            self.finish()
+
+        await self._guard(run())
+
+
+class WorkspaceDownloadHandler(APIHandler):
+    async def get(self, user_id):
+        async def run():
+            path = await self.sessions.workspaces.zip(user_id)
+            try:
+                self.set_header("Content-Type", "application/zip")
+                self.set_header("Content-Disposition", 'attachment; filename="work.zip"')
+                self.set_header("Content-Length", str(os.path.getsize(path)))
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        self.write(chunk)
+                        await self.flush()
+                self.finish()
+            finally:
+                os.unlink(path)
+
+        await self._guard(run())
+
+
 # No xheaders: the peer address is the connection's, which no caller can
 # rewrite with an X-Forwarded-For header.
 HTTP_SERVER_OPTIONS: dict = {"xheaders": False}
@@ -232,6 +267,9 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
             (r"/api/settings", SettingsHandler),
             (r"/api/health", HealthHandler),
             (r"/api/openapi.json", OpenAPIHandler),
+            (r"/api/workspaces", WorkspacesHandler),
+            (r"/api/workspaces/([^/]+)", WorkspaceHandler),
+            (r"/api/workspaces/([^/]+)/download", WorkspaceDownloadHandler),
             *visitor_routes,
         ],
         sessions=sessions,

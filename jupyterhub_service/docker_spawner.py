@@ -7,6 +7,7 @@ everything session-specific from ``user_options``, which only the bridge sets::
      "limits": {"cpu_percent": 50, "memory_limit": "1G", "pids": 256,
                 "disk_limit": "2G", "session_egress": "public"},
      "data_dir": "/host/path", "home_seed_dir": "/host/path",
+     "workspace_dir": "/host/path" (a logged-in user's workspace, optional),
      "open_path": "start_here.ipynb"}
 
 JupyterHub hands them to ``apply_user_options`` before ``start()``; that is
@@ -284,6 +285,10 @@ class SessionContainerSpawner(DockerSpawner):
         seed_dir = self._host_dir(options, "home_seed_dir")
         if seed_dir:
             volumes[seed_dir] = {"bind": self.seed_mount, "mode": "ro"}
+        workspace_dir = self._host_dir(options, "workspace_dir")
+        if workspace_dir:
+            # the user's workspace (workspaces.py): only this user's sessions get it
+            volumes[workspace_dir] = {"bind": f"{self.home_mount}/work", "mode": "rw"}
         return volumes
 
     def session_labels(self) -> dict:

@@ -87,6 +87,9 @@ class Reaper:
         if users is not None:
             await self._end_idle(now, ready, users)
         await self.retry_teardowns()
+        # two small queries when there is nothing to do: every pass, so that
+        # a workspace lets go of an ended holder at once
+        await self.sessions.workspaces.reap(now)
         if self.sessions.pool is not None:
             self.sessions.pool.kick()
         if time.monotonic() - self._last_housekeeping > HOUSEKEEPING_EVERY:

@@ -19,6 +19,7 @@ from . import start_here
 from .preload import ResourceCache, ResourceSpec, populate_data_dir
 from .session_home import give_home_a_uid, home_uid, kill_processes_of, write_file
 from .settings import Settings, parse_bytes
+from .workspaces import unmount_all_under
 
 
 class Scratch:
@@ -128,6 +129,7 @@ def remove_tree(path: Path) -> None:
     (chmod 0 on its own files); symlinks are removed, never followed."""
     if not path.exists():
         return
+    unmount_all_under(path)  # a workspace is never walked into
     uid = home_uid(path / "home")
     if uid is not None:
         kill_processes_of(uid)  # nothing the session left running survives it

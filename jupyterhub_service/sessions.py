@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from urllib.parse import urlencode
 
 from . import launch_ticket
@@ -22,6 +23,7 @@ from .runtime import RuntimeSettings
 from .scratch import Scratch
 from .servers import Servers, StopFailed
 from .settings import Settings
+from .workspaces import Workspaces, WorkspaceError
 from .store import LIVE, AsyncStore, SessionRecord, Store, aware, iso, utcnow
 
 log = logging.getLogger("bridge.sessions")
@@ -63,6 +65,7 @@ class Sessions:
         self.runtime = RuntimeSettings(settings, self.db)
         self.admission = Admission(self.db)
         self.scratch = Scratch(settings)
+        self.workspaces = Workspaces(settings, self.db, self.runtime)
         self.servers = Servers(hub)
         self.ticket_key = launch_ticket.ticket_key(settings.api_token)
         self.ending: dict[str, asyncio.Task] = {}
@@ -141,6 +144,12 @@ class Sessions:
         dataset = {"id": rec.dataset_id, "name": rec.dataset_name, "title": rec.dataset_title,
                    "url": rec.dataset_url}
         paths = await self.scratch.prepare(rec.id, dataset, resources, notebook_id)
+        try:
+            workspace_dir = await self.workspaces.attach(rec, Path(paths["home_dir"]))
+        except WorkspaceError as e:
+            log.error("workspace of %s: %s", rec.user_id, e)
+            raise BridgeError(503, "workspace_unavailable",
+                              "Your workspace could not be opened; try again later.") from None
         await self.db.update(rec.id, cache_keys=paths["cache_keys"], notebooks=paths["notebooks"],
                              open_path=paths["open_path"])
         if rec.from_pool:
@@ -157,6 +166,8 @@ class Sessions:
             "home_seed_dir": paths["home_seed_dir"],
             "open_path": paths["open_path"],
         }
+        if workspace_dir:
+            options["workspace_dir"] = workspace_dir
         await self.servers.spawn(rec.hub_user, rec.server_name, options)
         await self.db.update(rec.id, status="ready")
 
@@ -264,6 +275,10 @@ class Sessions:
 
         await self.servers.release(rec.hub_user, rec.server_name,
                                    server_taken=server_taken, user_needed=user_needed)
+        try:
+            await self.workspaces.detach(rec, self.scratch.path(rec.id) / "home")
+        except Exception as e:  # the reaper lets go of it later
+            log.warning("workspace of %s not detached from %s: %s", rec.user_id, rec.id, e)
         await self.scratch.remove(rec.id)
         self._kick_pool()
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     String,
@@ -173,6 +174,21 @@ def add_missing_columns(engine) -> list[str]:
                 raise
             added.append(f"{table.name}.{column.name}")
     return added
+
+
+class WorkspaceRecord(Base):
+    """A user's workspace (workspaces.py): who holds it now, when it was last
+    used, its size when last measured and the quota of its image."""
+
+    __tablename__ = "workspaces"
+
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_used: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    quota: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Store:
@@ -369,6 +385,40 @@ class Store:
                 s.delete(rec)
             return rec
 
+    # -- workspaces ---------------------------------------------------------
+
+    def workspace(self, user_id: str) -> WorkspaceRecord | None:
+        with self.db() as s:
+            return s.get(WorkspaceRecord, user_id)
+
+    def workspace_add(self, rec: WorkspaceRecord) -> WorkspaceRecord:
+        with self.db() as s:
+            s.add(rec)
+        return rec
+
+    def workspace_update(self, user_id: str, **values) -> None:
+        with self.db() as s:
+            rec = s.get(WorkspaceRecord, user_id)
+            if rec is not None:
+                for k, v in values.items():
+                    setattr(rec, k, v)
+
+    def workspace_remove(self, user_id: str) -> None:
+        with self.db() as s:
+            s.execute(delete(WorkspaceRecord).where(WorkspaceRecord.user_id == user_id))
+
+    def workspaces(self, *, user_id=None, held=None, unused_since=None) -> list[WorkspaceRecord]:
+        """Largest first."""
+        with self.db() as s:
+            q = select(WorkspaceRecord)
+            if user_id is not None:
+                q = q.where(WorkspaceRecord.user_id == user_id)
+            if held:
+                q = q.where(WorkspaceRecord.holder.is_not(None))
+            if unused_since is not None:
+                q = (q.where(WorkspaceRecord.holder.is_(None))
+                     .where(WorkspaceRecord.last_used < unused_since))
+            return list(s.scalars(q.order_by(WorkspaceRecord.size.desc(), WorkspaceRecord.user_id)))
 
 class AsyncStore:
     """The store for code on the event loop: every call runs on one worker
