@@ -57,7 +57,7 @@ bench: venv services
 
 ## The preload cache: `make cache` shows it; `make cache ARGS=clear` empties it
 cache: venv
-	$(PY) -m jupyterhub_service.cache $(ARGS)
+	$(PY) -m jupyterhub_service.cache_command $(ARGS)
 
 ## The compatibility matrix's smoke slice (launch as a guest, private launch,
 ## preview, admin settings, docker spawner) on each older combination; each

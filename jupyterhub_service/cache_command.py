@@ -1,8 +1,8 @@
 """Show or clear the preload cache.
 
-    python -m jupyterhub_service.cache               # size and entries
-    python -m jupyterhub_service.cache clear         # everything not in use
-    python -m jupyterhub_service.cache clear --dataset <id>
+    python -m jupyterhub_service.cache_command               # size and entries
+    python -m jupyterhub_service.cache_command clear         # everything not in use
+    python -m jupyterhub_service.cache_command clear --dataset <id>
 
 Entries used by live sessions are always kept. Reads the same settings as
 the hub (``CKAN_STORAGE_NOTEBOOK``, ``JUPYTERNOTEBOOK_STATE_DIR``, ...).
@@ -43,7 +43,7 @@ def in_use(s) -> set[str]:
 
 
 def main(argv: list[str] | None = None, out=sys.stdout) -> int:
-    parser = argparse.ArgumentParser(prog="jupyterhub_service.cache", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="jupyterhub_service.cache_command", description=__doc__.split("\n")[0])
     parser.add_argument("command", nargs="?", default="show", choices=("show", "clear"))
     parser.add_argument("--dataset", help="only this dataset's entries (clear)")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ def files():
 
 def run_cache(hub_stack, *args) -> str:
     env = {**os.environ, **hub_stack.hub_env()}
-    res = subprocess.run([sys.executable, "-m", "jupyterhub_service.cache", *args],
+    res = subprocess.run([sys.executable, "-m", "jupyterhub_service.cache_command", *args],
                          env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout

@@ -27,7 +27,9 @@ SHARED = [short for short in bridge.TABLE if short in
            "guest_rate_limit", "cpu_percent", "memory_limit", "disk_limit",
            "session_egress", "spawner", "pool_size", "max_resource_size",
            "download_timeout", "hub_url", "hub_base_url", "api_url",
-           "api_token", "network", "storage_path", "fetch_allowlist")]
+           "api_token", "network", "storage_path", "fetch_allowlist",
+           "max_extended_age", "guest_extensions", "persistent_workspaces",
+           "workspace_quota", "workspace_retention_days")]
 
 
 def test_every_bridge_setting_is_declared_by_ckan():
