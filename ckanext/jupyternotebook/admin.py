@@ -73,6 +73,7 @@ def index():
         health = {"status": "down", "error": getattr(err, "message", str(err))}
 
     capacity = None
+    workspaces = None
     sessions: list[dict[str, Any]] = []
     error = None
     if health.get("status") != "down":
@@ -84,6 +85,7 @@ def index():
                         if s.get("status") != "ended"]
         except BridgeError as err:
             error = getattr(err, "message", str(err))
+        workspaces = _workspaces()
 
     return tk.render("admin/jupyter.html", extra_vars={
         "health": health,
@@ -94,7 +96,24 @@ def index():
         "settings_rejected": sync.rejection(),
         "untrusted_forwarder": identity.untrusted_forwarder(),
         "trusted_proxies": settings.get("trusted_proxies"),
+        "workspaces": workspaces,
     })
+
+
+#: how many of the largest workspaces the page lists
+LARGEST_WORKSPACES = 10
+
+
+def _workspaces() -> dict[str, Any] | None:
+    """Count, total size and the largest workspaces; None when the bridge
+    cannot say."""
+    from ckan import model
+    try:
+        found = tk.get_action("jupyternotebook_workspace_list")(
+            {**_context(), "model": model}, {"all": True})
+    except hub_client.BridgeError:
+        return None
+    return {**found, "largest": found["workspaces"][:LARGEST_WORKSPACES]}
 
 
 def stop(session_id: str):

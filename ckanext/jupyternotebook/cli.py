@@ -29,7 +29,7 @@ def _fail(message: str) -> None:
 
 
 @click.group(short_help="Jupyter notebook sessions: status, sessions, "
-                        "stop, push-settings.")
+                        "stop, push-settings, workspaces.")
 def jupyter():
     """Look at and steer the JupyterHub notebook service."""
 
@@ -153,3 +153,48 @@ def push_settings(as_json: bool):
         from . import settings
         for key in sorted(settings.RUNTIME_EDITABLE):
             click.echo(f"{key} = {answer.get(key)}")
+
+
+@jupyter.command()
+@click.option("--delete", "delete_user", metavar="USER",
+              help="Delete this user's workspace (name or id) and its files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def workspaces(delete_user: str | None, as_json: bool):
+    """List the workspaces that last, largest first, or delete one."""
+    from .hub_client import BridgeError, HubUnavailable
+
+    if delete_user:
+        try:
+            tk.get_action("jupyternotebook_workspace_delete")(
+                _site_context(), {"user_id": delete_user})
+        except tk.ObjectNotFound as err:
+            _fail(f"no workspace to delete for {delete_user}: {err.message or 'no such user'}")
+        except HubUnavailable as err:
+            _fail(f"could not delete the workspace of {delete_user}: {err.message}")
+        except tk.ValidationError as err:
+            messages = [str(m) for ms in (err.error_dict or {}).values() for m in ms]
+            _fail(f"could not delete the workspace of {delete_user}: {' '.join(messages)}")
+        else:
+            click.echo(f"deleted the workspace of {delete_user}")
+        return
+    try:
+        found = tk.get_action("jupyternotebook_workspace_list")(
+            _site_context(), {"all": True})
+    except BridgeError as err:
+        _fail(f"cannot list workspaces: {getattr(err, 'message', err)}")
+        return
+    if as_json:
+        _echo_json(found)
+        return
+    if not found["workspaces"]:
+        click.echo("no workspaces")
+        return
+    from ckan.lib.formatters import localised_filesize
+    click.echo(f"{'USER':<28} {'SIZE':>10} {'QUOTA':>10} {'LAST USED':<22}")
+    for ws in found["workspaces"]:
+        used = "in use now" if ws.get("in_use") else str(ws.get("last_used"))
+        quota = localised_filesize(ws["quota"]) if ws.get("quota") else "-"
+        click.echo(f"{str(ws.get('user_name') or ws['user_id']):<28} "
+                   f"{localised_filesize(ws['size']):>10} {quota:>10} {used:<22}")
+    click.echo(f"{found['count']} workspace(s), "
+               f"{localised_filesize(found['total_size'])} in all")

@@ -46,6 +46,26 @@ def jupyternotebook_duration(seconds: int | float | None) -> str:
                             locale=locale)
 
 
+def jupyternotebook_my_workspace() -> dict[str, Any]:
+    """The logged-in user's workspace for the dashboard: ``{"enabled",
+    "workspace" (or None), "error"}``; never raises (a helper must not break
+    the page)."""
+    found = {"enabled": bool(settings.get("persistent_workspaces")),
+             "workspace": None, "error": False}
+    if not tk.current_user.is_authenticated:
+        return found
+    try:
+        result = tk.get_action("jupyternotebook_workspace_list")(
+            {"user": tk.current_user.name}, {})
+    except (tk.NotAuthorized, tk.ObjectNotFound):
+        return found
+    except hub_client.BridgeError:
+        found["error"] = True
+        return found
+    found["workspace"] = (result["workspaces"] or [None])[0]
+    return found
+
+
 # --------------------------------------------------------------------------
 # admin settings
 

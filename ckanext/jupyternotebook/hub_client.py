@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from email.utils import parsedate_to_datetime
-from typing import IO, Any
+from typing import Any, IO, Iterator
 
 import requests
 
@@ -221,6 +221,40 @@ class HubClient:
             raise HubUnavailable(
                 "The notebook service cannot be reached.",
                 "hub_unavailable") from err
+
+    # workspaces (issue 13)
+
+    def list_workspaces(self, user_id: str | None = None) -> list[dict]:
+        params = {"user_id": user_id} if user_id else None
+        return self._call("GET", "/api/workspaces", params=params)["workspaces"]
+
+    def delete_workspace(self, user_id: str) -> None:
+        self._call("DELETE", f"/api/workspaces/{_path(user_id)}",
+                   timeout=self.launch_timeout)
+
+    def workspace_zip(self, user_id: str) -> Iterator[bytes]:
+        """The workspace as a zip, in chunks; errors are raised before the
+        first chunk, so a view can still answer with a page."""
+        url = f"{self.api_url}/api/workspaces/{_path(user_id)}/download"
+        try:
+            response = self.http.get(url, stream=True, timeout=self.launch_timeout)
+        except requests.RequestException as err:
+            log.warning("bridge unreachable: GET %s: %s", url, err)
+            raise HubUnavailable("The notebook service cannot be reached.",
+                                 "hub_unavailable") from err
+        if not response.ok:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            response.close()
+            self._raise_for(response, body if isinstance(body, dict) else {})
+
+        def chunks() -> Iterator[bytes]:
+            with response:
+                yield from response.iter_content(1 << 16)
+
+        return chunks()
 
     # the sidecar
 

@@ -220,5 +220,6 @@ def blueprints() -> list[flask.Blueprint]:
     from . import keep_work_views  # Extend, and saves started in JupyterLab
     keep_work_views.exempt_from_csrf()
     from .reports import views as reports
+    from . import workspace_views  # the dashboard's workspace buttons
     return [jupyternotebook, notebook_view.blueprint, admin.blueprint,
-            reports.blueprint, keep_work_views.blueprint]
+            reports.blueprint, keep_work_views.blueprint, workspace_views.blueprint]

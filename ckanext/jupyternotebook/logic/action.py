@@ -353,3 +353,9 @@ from ..reports import action as _reports  # noqa: E402
 
 globals().update({name: getattr(_reports, name) for name in _reports.__all__})
 __all__ += _reports.__all__
+
+# workspaces (issue 13): their actions live in logic/workspace.py
+from . import workspace as _workspaces  # noqa: E402
+
+globals().update({name: getattr(_workspaces, name) for name in _workspaces.__all__})
+__all__ += _workspaces.__all__

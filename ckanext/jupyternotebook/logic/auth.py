@@ -120,3 +120,9 @@ from ..reports import auth as _reports  # noqa: E402
 
 globals().update({name: getattr(_reports, name) for name in _reports.__all__})
 __all__ += _reports.__all__
+
+# workspaces (issue 13): their auth functions live in logic/workspace_auth.py
+from . import workspace_auth as _workspaces  # noqa: E402
+
+globals().update({name: getattr(_workspaces, name) for name in _workspaces.__all__})
+__all__ += _workspaces.__all__
