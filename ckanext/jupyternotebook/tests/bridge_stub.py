@@ -103,6 +103,9 @@ class BridgeStub:
         self.violations: list[str] = []
         self.sessions: dict[str, dict[str, Any]] = {}
         self.deleted: list[str] = []
+        #: user_id -> workspace (GET /api/workspaces), and their zips' bytes
+        self.workspaces: dict[str, dict[str, Any]] = {}
+        self.workspace_zips: dict[str, bytes] = {}
         self.overrides: dict[tuple[str, str], tuple[int, Any, dict]] = {}
         self.capacity = {"guests": {"active": 0, "max": 100},
                          "users": {"active": 0},
@@ -234,6 +237,22 @@ class BridgeStub:
                 self.deleted.append(session_id)
                 return 204, None, {}
             return 200, self.sessions[session_id], {}
+        if path == "/api/workspaces":
+            user_id = query.get("user_id", [None])[0]
+            found = [w for w in self.workspaces.values()
+                     if user_id is None or w["user_id"] == user_id]
+            return 200, {"workspaces": sorted(found, key=lambda w: -w["size"])}, {}
+        if path.startswith("/api/workspaces/"):
+            user_id = path.split("/")[3]
+            if user_id not in self.workspaces:
+                return 404, {"error": "not_found", "message": "no workspace"}, {}
+            if method == "DELETE":
+                if any(s["user_id"] == user_id for s in self.sessions.values()):
+                    return 409, {"error": "session_live",
+                                 "message": "a session of the user is live"}, {}
+                del self.workspaces[user_id]
+                return 204, None, {}
+            return 200, self.workspace_zips.get(user_id, b"PK\x05\x06" + b"\0" * 18), {}
         if path == "/api/capacity":
             return 200, copy.deepcopy(self.capacity), {}
         if path == "/api/settings" and method == "PUT":
