@@ -307,6 +307,20 @@ class Stack:
             if marker in environ or cwd.startswith(sessions):
                 _kill_group(int(proc.name), signal.SIGKILL)
         self._remove_session_containers()
+        self._unmount_storage()
+
+    def _unmount_storage(self) -> None:
+        """Mounts a killed bridge or hub left under this stack's storage
+        (workspaces, session homes), deepest first, so that removing the
+        storage never walks into them."""
+        prefix = str(self.storage) + "/"
+        try:
+            with open("/proc/self/mounts") as f:
+                points = [line.split()[1] for line in f]
+        except OSError:
+            return
+        for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
 
     def _remove_session_containers(self) -> None:
         """Session containers whose mounts come from this stack's storage."""

@@ -106,6 +106,8 @@ class WorkspaceDisk:
             self.path.mkdir(mode=0o700, exist_ok=True)
             _give_tree(self.path, owner)
             return str(self.path), 0
+        if self.mounted() and not self.image.exists():
+            unmount(self.path)  # a mount outliving its image (a crash, a wiped storage)
         if not self.mounted():
             if not self.image.exists():
                 with open(self.image, "wb") as f:
