@@ -17,6 +17,7 @@ setup(
             "assets/**/*",
             "public/**/*",
             "i18n/**/*",
+            "migration/**/*",
         ],
         "jupyterhub_service": ["templates/*", "openapi.json"],
     },
@@ -31,6 +32,9 @@ setup(
         # the preview's sanitizer and its code highlighting styles
         "nh3>=0.2.15,<0.4",
         "Pygments>=2.15,<3",
+        # report schedules: cron expressions (pallets-eco's croniter; RQ,
+        # which CKAN uses, depends on it too)
+        "croniter>=1.3,<7",
         # the guarded downloader (jupyterhub_service.guarded_download), which
         # the preview shares with the bridge
         "urllib3>=2.3,<3",

@@ -17,10 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 # CKAN is the host of the plugin, and these are parts of its plugin API
-# (the request, the CLI, the storage layer, its formatters and its config
-# declarations) whose versions CKAN chooses.
+# (the request, the CLI, the storage layer, its formatters, its config
+# declarations and the plugin migrations' alembic) whose versions CKAN chooses.
 PROVIDED_BY_CKAN = {"ckan", "flask", "werkzeug", "click", "file_keeper", "sqlalchemy",
-                    "jinja2", "markupsafe", "babel", "yaml"}
+                    "jinja2", "markupsafe", "babel", "yaml", "alembic"}
 # our own top-level packages, and the dev stack's helpers the tests import
 OWN = {"ckanext", "jupyterhub_service"}
 
