@@ -32,6 +32,8 @@ setup(
         # the preview's sanitizer and its code highlighting styles
         "nh3>=0.2.15,<0.4",
         "Pygments>=2.15,<3",
+        # the preview's in-memory LRU of rendered pages
+        "cachetools>=5.3,<9",
         # report schedules: cron expressions (pallets-eco's croniter; RQ,
         # which CKAN uses, depends on it too)
         "croniter>=1.3,<7",

@@ -283,9 +283,10 @@ def test_link_preview_ignores_proxy_variables_and_netrc(files, proxy, monkeypatc
 def test_link_preview_of_a_slow_drip_server_ends_at_one_deadline(files, monkeypatch):
     import time
     from ckanext.jupyternotebook import preview
+    from ckanext.jupyternotebook.preview import fetch
     # 400 bytes at one per 50 ms: every read is quick, the whole takes 20 s
     files.routes["/slow.ipynb"] = Route(b"{" + b" " * 399, trickle=0.05, content_length=None)
-    monkeypatch.setattr(preview, "READ_URL_SECONDS", 1, raising=False)
+    monkeypatch.setattr(fetch, "READ_URL_SECONDS", 1)
     started = time.monotonic()
     with pytest.raises(preview.NotebookUnavailable, match="timed out after 1 s"):
         preview.read_resource({"id": "x", "url_type": "", "url": files.url("/slow.ipynb")},
@@ -296,9 +297,10 @@ def test_link_preview_of_a_slow_drip_server_ends_at_one_deadline(files, monkeypa
 @pytest.mark.ckan_config("ckanext.jupyternotebook.fetch_allowlist", "127.0.0.1")
 def test_failed_link_read_is_remembered_and_not_retried_at_once(files, monkeypatch):
     from ckanext.jupyternotebook import preview
+    from ckanext.jupyternotebook.preview import fetch
     preview.cache.clear()
     files.routes["/stall.ipynb"] = Route(b"{}", stall=30)
-    monkeypatch.setattr(preview, "READ_URL_SECONDS", 1, raising=False)
+    monkeypatch.setattr(fetch, "READ_URL_SECONDS", 1)
     resource = {"id": "r-stall", "url_type": "", "url": files.url("/stall.ipynb"),
                 "metadata_modified": "2024-01-01T00:00:00"}
     for _ in range(3):
