@@ -198,3 +198,110 @@ def workspaces(delete_user: str | None, as_json: bool):
                    f"{localised_filesize(ws['size']):>10} {quota:>10} {used:<22}")
     click.echo(f"{found['count']} workspace(s), "
                f"{localised_filesize(found['total_size'])} in all")
+
+
+# --------------------------------------------------------------------------
+# reports (issue 14)
+
+
+@jupyter.command()
+@click.option("--dataset", "dataset_id", help="Only this dataset's reports "
+              "(id or name).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def reports(dataset_id: str | None, as_json: bool):
+    """List reports with their schedule and last run."""
+    from ckan import model
+    from .reports.model import Report, ReportRun
+
+    if dataset_id:
+        dataset = model.Package.get(dataset_id)
+        if dataset is None:
+            _fail(f"no dataset {dataset_id}")
+            return
+        found = Report.for_dataset(dataset.id)
+    else:
+        import sqlalchemy as sa
+        found = list(model.Session.execute(
+            sa.select(Report).order_by(Report.created_at)).scalars())
+    rows = []
+    for report in found:
+        entry = report.as_dict()
+        runs = ReportRun.for_report(report.id, limit=1)
+        entry["last_run"] = runs[0].as_dict() if runs else None
+        rows.append(entry)
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no reports")
+        return
+    click.echo(f"{'ID':<36}  {'NOTEBOOK':<36}  {'SCHEDULE':<16} "
+               f"{'NEXT RUN':<20} LAST RUN")
+    for row in rows:
+        last = row["last_run"]
+        click.echo(
+            f"{row['id']:<36}  {row['resource_id']:<36}  "
+            f"{(row['schedule'] or '-') + ' ' + row['timezone']:<16} "
+            f"{row['next_run_at'] or '-':<20} "
+            f"{last['status'] + ' ' + (last['queued_at'] or '') if last else '-'}")
+
+
+@jupyter.command("run")
+@click.argument("report_id")
+@click.option("--parameters", help="Values for this run only, a JSON object.")
+@click.option("--wait/--no-wait", default=False,
+              help="Wait until the run ends (a worker must serve the "
+                   "jupyter-reports queue).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def run_report(report_id: str, parameters: str | None, wait: bool,
+               as_json: bool):
+    """Queue a run of a report now, as the site user."""
+    import time
+
+    data: dict[str, Any] = {"id": report_id}
+    if parameters:
+        data["parameters"] = parameters
+    try:
+        run = tk.get_action("jupyternotebook_report_execute")(
+            _site_context(), data)
+    except tk.ObjectNotFound:
+        _fail(f"no report {report_id}")
+        return
+    except tk.ValidationError as err:
+        _fail("; ".join(f"{k}: {' '.join(map(str, v))}" if isinstance(v, list)
+                        else f"{k}: {v}" for k, v in err.error_dict.items()))
+        return
+    while wait and run["status"] in ("queued", "running"):
+        time.sleep(1)
+        run = tk.get_action("jupyternotebook_report_run_show")(
+            _site_context(), {"id": run["id"]})
+    if as_json:
+        _echo_json(run)
+    else:
+        click.echo(f"run {run['id']}: {run['status']}")
+        if run.get("error"):
+            click.echo(run["error"].get("message", ""))
+    if run["status"] in ("failed", "timed_out", "cancelled"):
+        sys.exit(1)
+
+
+@jupyter.command()
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=5.0,
+              show_default=True, help="Seconds between two looks at the "
+              "schedules.")
+@click.option("--once", is_flag=True, help="Fire what is due now, then exit.")
+def scheduler(interval: float, once: bool):
+    """Fire report schedules (any number of these may run: each period
+    fires once)."""
+    import signal
+
+    from .reports import scheduler as report_scheduler
+
+    if once:
+        fired = report_scheduler.tick()
+        click.echo(f"queued {len(fired)} run(s)")
+        return
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    report_scheduler.run_forever(interval, should_stop=lambda: bool(stopping))
