@@ -94,7 +94,7 @@ def test_a_workspace_follows_its_user_to_another_dataset_and_no_one_else(
         == [str(docker_hub.storage / "workspaces" / "mnt" / workspace_key("dws-bob"))]
     # a guest: no workspace at all
     guest = bridge.launch("ds-dws-one", user_id="guest-dws").json()
-    assert "notes.txt" not in str(open_lab(guest).listing())
+    assert "work" not in open_lab(guest).listing()
     (guest_container,) = session_containers(docker_client, guest["id"])
     assert workspace_binds(guest_container) == []
     assert not any(str(docker_hub.storage / "workspaces") in m["Source"]
