@@ -49,7 +49,8 @@ base_image() {
 # a --label: the classic builder puts labels in every step, breaking the cache.
 sources() {
     case "$1" in
-        singleuser|db|redis) echo "docker/$1" ;;
+        singleuser) echo "docker/singleuser jupyterhub_service/__init__.py jupyterhub_service/busy_kernels.py" ;;
+        db|redis) echo "docker/$1" ;;
         hub|ckan) echo "docker/$1 setup.py README.md ckanext jupyterhub_service" ;;
     esac
 }
@@ -113,7 +114,7 @@ if [[ ${#todo[@]} -gt 0 ]]; then
     pids=()
     for name in "${todo[@]}"; do
         case "$name" in
-            singleuser) build singleuser "$HERE/singleuser/Dockerfile" "$HERE/singleuser" & ;;
+            singleuser) build singleuser "$HERE/singleuser/Dockerfile" "$REPO" & ;;
             hub)        build hub "$HERE/hub/Dockerfile" "$REPO" & ;;
             ckan)       build ckan "$HERE/ckan/Dockerfile" "$REPO" & ;;
             db)         build db "$HERE/db/Dockerfile" "$HERE/db" & ;;
