@@ -1,5 +1,20 @@
 from setuptools import find_packages, setup
 
+# The sessions' JupyterLab extension (plain JavaScript, ready to load) and
+# the settings overrides that turn off first-use prompts: installed into the
+# environment's share/jupyter, where the local spawner's sessions find them
+# (the session image copies the same files).
+LABEXTENSION = "ckanext-jupyternotebook-session"
+_LAB_SRC = "jupyterhub_service/labextension"
+LAB_DATA_FILES = [
+    (f"share/jupyter/labextensions/{LABEXTENSION}",
+     [f"{_LAB_SRC}/{LABEXTENSION}/package.json", f"{_LAB_SRC}/{LABEXTENSION}/install.json"]),
+    (f"share/jupyter/labextensions/{LABEXTENSION}/static",
+     [f"{_LAB_SRC}/{LABEXTENSION}/static/remoteEntry.js"]),
+    ("share/jupyter/lab/settings/overrides.d",
+     [f"{_LAB_SRC}/overrides.d/ckanext-jupyternotebook.json"]),
+]
+
 setup(
     name="ckanext-jupyternotebook",
     version="0.1.0",
@@ -10,6 +25,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*", "dev", "benchmarks"]),
     include_package_data=True,
+    data_files=LAB_DATA_FILES,
     package_data={
         "ckanext.jupyternotebook": [
             "config_declaration.yaml",
