@@ -34,7 +34,7 @@ from pathlib import Path
 from dockerspawner import DockerSpawner, SwarmSpawner
 from traitlets import Bool, Enum, Int, List, Unicode, default
 
-from . import egress
+from . import egress, host_namespaces
 from .container_labels import LABEL_HUB_USER, LABEL_SERVER, LABEL_SESSION
 from .session_disk import HOMES_DIR, KEY, SessionHome
 from .session_network import (
@@ -42,6 +42,7 @@ from .session_network import (
     bridge_interface,
     ensure_sessions_network,
     network_gateway,
+    own_address_towards,
 )
 from .settings import parse_bytes
 from .spawners import wait_listening
@@ -168,7 +169,15 @@ class SessionContainerSpawner(DockerSpawner):
     enforce_egress = Bool(
         False, config=True,
         help="""Apply the host firewall rules of egress.py to the sessions
-        network before each start (needs the hub on the Docker host, as root).""",
+        network before each start (needs root on the Docker host, or the host's
+        namespaces from a hub container: host_namespaces.py).""",
+    )
+
+    hub_in_container = Bool(
+        False, config=True,
+        help="""The hub runs in a container on the sessions network (compose):
+        the egress rules let sessions reach the hub container's API port
+        rather than the gateway's.""",
     )
 
     # what map_user_options found for the current session
@@ -443,9 +452,13 @@ class SessionDockerSpawner(SessionContainerSpawner):
     async def apply_egress(self) -> None:
         network = await self.docker("inspect_network", self.network_name)
         gateway = network_gateway(network)
+        # the hub's address as the sessions see it: the gateway (the host),
+        # or this container's own address on the sessions network
+        hub_ip = own_address_towards(gateway) if self.hub_in_container else gateway
         await asyncio.get_running_loop().run_in_executor(
-            None, egress.apply, bridge_interface(network), gateway, self.hub.port,
-            self.session_egress)
+            None, lambda: egress.apply(bridge_interface(network), hub_ip, self.hub.port,
+                                       self.session_egress,
+                                       hub_in_container=self.hub_in_container))
 
 
 class SessionSwarmSpawner(SessionContainerSpawner, SwarmSpawner):
@@ -535,14 +548,23 @@ def docker_spawner_config(
     if hub_in_container is None:
         hub_in_container = bool(getattr(settings, "hub_connect_host", ""))
     hub_host = hub_host or getattr(settings, "hub_connect_host", "")
-    # root on the Docker host: loop mounts and the host's firewall
-    on_host = not swarm and not hub_in_container
+    # root in the Docker host's namespaces: loop mounts where the engine sees
+    # them and the host's firewall (a hub container enters them: compose)
+    on_host = not swarm and (not hub_in_container or host_namespaces.entered())
     if on_host and os.geteuid() != 0:
         log.warning("the hub does not run as root: neither disk_limit nor session_egress "
                     "is enforced for the session containers")
         on_host = False
+    if on_host and host_namespaces.usable() is not None:
+        log.warning("%s: neither disk_limit nor session_egress is enforced for the "
+                    "session containers", host_namespaces.usable())
+        on_host = False
+    if not on_host and not swarm:
+        log.warning("session containers are NOT confined to the hub and the public internet "
+                    "(session_egress) and have no disk_limit: see docker/README.md")
     spawner_cfg.home_on_image = on_host
     spawner_cfg.enforce_egress = on_host
+    spawner_cfg.hub_in_container = bool(hub_in_container)
     if on_host:
         egress.prune()
     client = docker.APIClient(version="auto")

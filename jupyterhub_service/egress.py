@@ -1,5 +1,6 @@
 """What a session container may reach: host firewall rules for the sessions
-network (a Docker bridge network, with the hub on the host).
+network (a Docker bridge network; the hub on the host, or in a container on
+that network with the host's namespaces at hand, see host_namespaces.py).
 
 Two chains per network, both keyed by the network's bridge interface:
 
@@ -17,6 +18,13 @@ Two chains per network, both keyed by the network's bridge interface:
 Sessions cannot reach each other either: the network is created with
 ``enable_icc=false`` (session_network.py), and their subnet is private.
 
+With the hub in a container on the sessions network (``hub_in_container``,
+the compose stack), the hub is not on the host: ``JN-IN`` keeps only replies,
+and ``JN-OUT`` first accepts the hub's own traffic (the hub and its proxy
+reaching each session's server, and sessions reaching the hub's API port,
+nothing else of the hub container), which ``enable_icc=false`` would
+otherwise drop, then applies the same policy.
+
 The rules are replaced in one ``iptables-restore`` transaction, so a change
 of ``session_egress`` never leaves a moment without them. They stay when the
 hub stops (the sessions may outlive a hub restart); ``remove()`` takes them
@@ -31,6 +39,8 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+
+from . import host_namespaces
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,7 @@ BLOCKED = (
     "224.0.0.0/3",      # multicast and reserved
 )
 
-RESOLV_CONF = Path("/etc/resolv.conf")
+RESOLV_CONF = "/etc/resolv.conf"
 
 
 class EgressError(RuntimeError):
@@ -82,10 +92,12 @@ def iptables() -> str:
         "and keep Docker's iptables integration on")
 
 
-def resolvers(resolv_conf: Path = RESOLV_CONF) -> list[str]:
+def resolvers(resolv_conf: Path | None = None) -> list[str]:
     """The host's IPv4 name servers that Docker's embedded resolver forwards
     to from inside a container (loopback ones are asked from the host)."""
     found = []
+    if resolv_conf is None:
+        resolv_conf = Path(host_namespaces.host_path(RESOLV_CONF))
     try:
         lines = resolv_conf.read_text().splitlines()
     except OSError:
@@ -103,18 +115,28 @@ def resolvers(resolv_conf: Path = RESOLV_CONF) -> list[str]:
 
 
 def desired_rules(bridge: str, hub_ip: str, hub_port: int, mode: str,
-                  dns: list[str]) -> dict[str, list[str]]:
-    """The rules of both chains, as ``iptables -S`` prints them."""
+                  dns: list[str], hub_in_container: bool = False) -> dict[str, list[str]]:
+    """The rules of both chains, as ``iptables -S`` prints them. ``hub_ip``:
+    the sessions network's gateway (hub on the host) or the hub container's
+    address on that network."""
     if mode not in MODES:
         raise ValueError(f"session_egress must be one of {MODES}, not {mode!r}")
     chain_in, chain_out = chain_names(bridge)
     established = "-m conntrack --ctstate RELATED,ESTABLISHED"
-    rules_in = [
-        f"-A {chain_in} {established} -j ACCEPT",
-        f"-A {chain_in} -d {hub_ip}/32 -p tcp -m tcp --dport {int(hub_port)} -j ACCEPT",
-        f"-A {chain_in} -j REJECT --reject-with icmp-port-unreachable",
-    ]
-    rules_out = [f"-A {chain_out} {established} -j RETURN"]
+    hub_api = f"-d {hub_ip}/32 -p tcp -m tcp --dport {int(hub_port)}"
+    rules_in = [f"-A {chain_in} {established} -j ACCEPT"]
+    rules_out = []
+    if hub_in_container:
+        rules_out += [
+            f"-A {chain_out} -s {hub_ip}/32 -j ACCEPT",
+            f"-A {chain_out} {hub_api} -j ACCEPT",
+            f"-A {chain_out} -d {hub_ip}/32 {established} -j ACCEPT",
+            f"-A {chain_out} -d {hub_ip}/32 -j REJECT --reject-with icmp-port-unreachable",
+        ]
+    else:
+        rules_in.append(f"-A {chain_in} {hub_api} -j ACCEPT")
+    rules_in.append(f"-A {chain_in} -j REJECT --reject-with icmp-port-unreachable")
+    rules_out.append(f"-A {chain_out} {established} -j RETURN")
     if mode == "public":
         for server in dns:
             for proto in ("udp", "tcp"):
@@ -139,15 +161,17 @@ def current_rules(chain: str) -> list[str] | None:
 
 
 def apply(bridge: str, hub_ip: str, hub_port: int, mode: str = "public",
-          dns: list[str] | None = None) -> bool:
+          dns: list[str] | None = None, hub_in_container: bool = False) -> bool:
     """Make the rules for this bridge what ``mode`` asks; True if anything
     changed. Idempotent; one transaction."""
     with _lock:
-        return _apply(bridge, hub_ip, hub_port, mode, resolvers() if dns is None else dns)
+        return _apply(bridge, hub_ip, hub_port, mode, resolvers() if dns is None else dns,
+                      hub_in_container)
 
 
-def _apply(bridge: str, hub_ip: str, hub_port: int, mode: str, dns: list[str]) -> bool:
-    wanted = desired_rules(bridge, hub_ip, hub_port, mode, dns)
+def _apply(bridge: str, hub_ip: str, hub_port: int, mode: str, dns: list[str],
+           hub_in_container: bool) -> bool:
+    wanted = desired_rules(bridge, hub_ip, hub_port, mode, dns, hub_in_container)
     chain_in, chain_out = chain_names(bridge)
     jumps = {
         "INPUT": f"-i {bridge} -j {chain_in}",
@@ -194,7 +218,7 @@ def prune() -> list[str]:
     for line in out:
         if line.startswith("-N JN-OUT-"):
             bridge = line[len("-N JN-OUT-"):]
-            if not Path("/sys/class/net", bridge).exists():
+            if not Path(host_namespaces.host_path(f"/sys/class/net/{bridge}")).exists():
                 remove(bridge)
                 gone.append(bridge)
     return gone
@@ -206,8 +230,10 @@ def _restore() -> str:
 
 
 def _run(cmd: list[str], check: bool = True, input: str | None = None):
+    """An iptables command, in the host's network namespace."""
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=60)
+        out = subprocess.run(host_namespaces.command("net", cmd), capture_output=True,
+                             text=True, input=input, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise EgressError(f"{cmd[0]}: {e}") from None
     if check and out.returncode != 0:

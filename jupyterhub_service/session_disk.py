@@ -10,8 +10,11 @@ the home is the only place a session can write, so a full home is ENOSPC
 for the session and nothing for the host or the other sessions.
 
 The image file is sparse: it takes on the host only what the session wrote,
-and is deleted at stop. Blocking (subprocess, mount); callers use an
-executor. Needs root and loop devices (the hub on the host).
+and is deleted at stop. It is made complete before it is mounted (``mkfs
+-d`` with the skeleton), so nothing is written through the mount: a hub in
+a container mounts it in the host's mount namespace, where the Docker engine
+sees it (host_namespaces.py), and never sees the mount itself. Blocking
+(subprocess, mount); callers use an executor. Needs root and loop devices.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+from . import host_namespaces
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +68,26 @@ class SessionHome:
         try:
             with open(self.image, "wb") as f:
                 f.truncate(size)
-            # no journal, no reserved blocks: a throw-away home needs neither,
-            # and every block of the limit is the session's
-            _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-                  "-E", f"root_owner={owner[0]}:{owner[1]}", str(self.image)])
+            # a dot name: never taken for a session's key by session_keys()
+            with tempfile.TemporaryDirectory(prefix=".skeleton-", dir=self.root) as tree:
+                for rel in skeleton:
+                    path = Path(tree)
+                    for part in Path(rel).parts:
+                        path = path / part
+                        path.mkdir(exist_ok=True)
+                        os.chown(path, *owner)
+                os.chown(tree, *owner)
+                os.chmod(tree, 0o755)
+                # no journal, no reserved blocks: a throw-away home needs
+                # neither, and every block of the limit is the session's
+                _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+                      "-E", f"root_owner={owner[0]}:{owner[1]}", "-d", tree,
+                      str(self.image)])
+            _run(["debugfs", "-w", "-R", "rmdir lost+found", str(self.image)])
             self.mountpoint.mkdir(mode=0o700, exist_ok=True)
-            _run(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(self.image),
-                  str(self.mountpoint)])
-            (self.mountpoint / "lost+found").rmdir()
-            for rel in skeleton:
-                path = self.mountpoint
-                for part in Path(rel).parts:
-                    path = path / part
-                    path.mkdir(exist_ok=True)
-                    os.chown(path, *owner)
+            _run(host_namespaces.command("mount", [
+                "mount", "-t", "ext4", "-o", "loop,nosuid,nodev", str(self.image),
+                str(self.mountpoint)]))
         except Exception:
             self.remove()
             raise
@@ -92,13 +104,14 @@ class SessionHome:
         for attempt in range(attempts):
             if not self.mounted():
                 break
-            if _run(["umount", str(self.mountpoint)], check=False).returncode == 0:
+            if _run(host_namespaces.command("mount", ["umount", str(self.mountpoint)]),
+                    check=False).returncode == 0:
                 removed.append(f"mount {self.mountpoint}")
                 break
             time.sleep(0.2 * (attempt + 1))
         else:
             log.warning("home %s still busy: detaching lazily", self.mountpoint)
-            _run(["umount", "-l", str(self.mountpoint)])
+            _run(host_namespaces.command("mount", ["umount", "-l", str(self.mountpoint)]))
             removed.append(f"mount {self.mountpoint}")
         if self.mountpoint.is_dir() and not self.mounted():
             # empty when unmounted; never follow what a session could have put there
@@ -111,9 +124,10 @@ class SessionHome:
 
 
 def mount_points() -> set[str]:
-    """Mount points of this mount namespace (octal escapes decoded)."""
+    """Mount points of the namespace the homes are mounted in (this one, or
+    the host's from a hub in a container), octal escapes decoded."""
     points = set()
-    with open("/proc/self/mounts") as f:
+    with open(host_namespaces.mounts_file()) as f:
         for line in f:
             fields = line.split()
             if len(fields) > 1:
@@ -138,10 +152,12 @@ def session_keys(root: str | Path) -> set[str]:
 
 
 def _run(cmd: list[str], check: bool = True):
+    # named by the command itself, not by an nsenter in front of it
+    name = cmd[cmd.index("--") + 1:] if "--" in cmd else cmd
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise DiskError(f"{cmd[0]}: {e}") from None
+        raise DiskError(f"{name[0]}: {e}") from None
     if check and out.returncode != 0:
-        raise DiskError(f"{' '.join(cmd[:2])} failed ({out.returncode}): {out.stderr.strip()}")
+        raise DiskError(f"{' '.join(name[:2])} failed ({out.returncode}): {out.stderr.strip()}")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +84,12 @@ def bridge_interface(network: dict) -> str:
     """The host's interface of a bridge network (Docker names it
     ``br-<first 12 hex digits of the id>`` unless told otherwise)."""
     return (network.get("Options") or {}).get(BRIDGE_NAME_OPTION) or "br-" + network["Id"][:12]
+
+
+def own_address_towards(address: str) -> str:
+    """This host's (or container's) source address for packets to
+    ``address``: on a directly attached network, its address there. No
+    packet is sent (a UDP socket only picks its route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((address, 9))
+        return s.getsockname()[0]
