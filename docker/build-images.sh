@@ -49,7 +49,7 @@ base_image() {
 # a --label: the classic builder puts labels in every step, breaking the cache.
 sources() {
     case "$1" in
-        singleuser) echo "docker/singleuser jupyterhub_service/__init__.py jupyterhub_service/busy_kernels.py" ;;
+        singleuser) echo "docker/singleuser jupyterhub_service/__init__.py jupyterhub_service/busy_kernels.py jupyterhub_service/labextension" ;;
         db|redis) echo "docker/$1" ;;
         hub|ckan) echo "docker/$1 setup.py README.md ckanext jupyterhub_service" ;;
     esac
