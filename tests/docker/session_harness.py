@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -330,3 +331,36 @@ def put_file(container, src: Path, dest_dir: str = "/tmp"):
 def exec_in(container, cmd: str) -> tuple[int, str]:
     code, out = container.exec_run(["sh", "-c", cmd], demux=False)
     return code, (out or b"").decode(errors="replace")
+
+
+class Canary:
+    """A TCP listener of the test's own on the host; counts connections."""
+
+    def __init__(self, address: str):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.hits = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.hits += 1
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def iptables_rules(*args: str) -> list[str]:
+    from jupyterhub_service import egress
+
+    out = subprocess.run([egress.iptables(), "-w", "-S", *args],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()

@@ -53,3 +53,36 @@ def test_the_swarm_override_makes_the_named_sessions_network_an_attachable_overl
     assert sessions == {"name": "jupyter-sessions", "driver": "overlay", "attachable": True}
     assert config["services"]["jupyterhub"]["environment"]["CKAN_JUPYTERHUB_SPAWNER"] == "swarm"
     assert set(config["services"]["jupyterhub"]["networks"]) == {"backend", "sessions"}
+
+
+def _config(*files: str) -> dict:
+    import yaml
+
+    args = [a for f in files for a in ("-f", f)]
+    r = subprocess.run(
+        [*compose_command(), "--env-file", ".env.example", *args, "config"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    return yaml.safe_load(r.stdout)
+
+
+def test_the_hub_enforces_disk_limit_and_egress_in_the_hosts_namespaces():
+    # what host_namespaces.py needs to mount home images and write the host's
+    # firewall from the hub container; sessions cannot reach each other
+    config = _config("docker-compose.yml")
+    hub = config["services"]["jupyterhub"]
+    assert hub["privileged"] is True and hub["pid"] == "host"
+    assert hub["environment"]["JUPYTERNOTEBOOK_ENTER_HOST_NAMESPACES"] == "1"
+    for name in ("CKAN_JUPYTERHUB_DISK_LIMIT", "CKAN_JUPYTERHUB_SESSION_EGRESS",
+                 "CKAN_JUPYTERHUB_GUESTS_PER_ADDRESS"):
+        assert name in hub["environment"]
+    sessions = config["networks"]["sessions"]
+    assert sessions["driver_opts"] == {"com.docker.network.bridge.enable_icc": "false"}
+    for name in ("ckan", "db", "solr", "redis"):
+        assert not config["services"][name].get("privileged")
+
+
+def test_on_swarm_the_hub_is_not_privileged_and_enters_no_host_namespace():
+    hub = _config("docker-compose.yml", "docker-compose.swarm.yml")["services"]["jupyterhub"]
+    assert hub["privileged"] is False
+    assert hub["environment"]["JUPYTERNOTEBOOK_ENTER_HOST_NAMESPACES"] == "0"

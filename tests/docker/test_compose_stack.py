@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import requests
 from jupyterhub_service.container_labels import LABEL_SESSION
 from session_harness import (
     REPO,
+    Canary,
     assert_confined,
     compose_command,
     free_port,
+    iptables_rules,
     session_containers,
     wait_for,
 )
@@ -60,6 +63,7 @@ class ComposeStack:
             "CKAN_JUPYTERHUB_SPAWNER": kind,
             "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
             "CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50",
+            "CKAN_JUPYTERHUB_DISK_LIMIT": "200M",
         }
         self.env_file = workdir / ".env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
@@ -183,6 +187,8 @@ try:  # the bridge shares the hub's container, and so its sessions-network addre
         "http://jupyterhub:6000/api/settings", timeout=10).status
 except urllib.error.HTTPError as e:
     bridge = e.code
+except urllib.error.URLError as e:
+    bridge = type(e.reason).__name__
 print(json.dumps([found, hub, bridge]))
 """
 
@@ -213,7 +219,11 @@ def test_a_visitor_launch_in_the_compose_stack_reaches_jupyterlab_cut_off_from_t
     assert err is None, err
     found, hub_status, bridge_status = json.loads(out.strip().splitlines()[-1])
     assert hub_status == 200
-    assert bridge_status == 403  # refused before any token is looked at
+    if stack.kind == "docker":
+        # the firewall lets sessions reach the hub's API port and no other
+        assert bridge_status == "ConnectionRefusedError"
+    else:
+        assert bridge_status == 403  # refused before any token is looked at
     assert all(state != "open" for state in found.values()), found
 
     assert f"stopped {session['id']}" in stack.ckan_cli("stop", session["id"])
@@ -223,3 +233,107 @@ def test_a_visitor_launch_in_the_compose_stack_reaches_jupyterlab_cut_off_from_t
         assert session_services(docker_client, session["id"]) == []
     assert {v.name for v in docker_client.volumes.list()} <= volumes_before
     assert json.loads(stack.ckan_cli("sessions", "--json")) == []
+
+
+CONFINED = """
+import errno, json, os, socket
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "open"
+    except OSError as e:
+        return type(e).__name__
+def write(path, mb):
+    try:
+        with open(path, "wb") as f:
+            for _ in range(mb):
+                f.write(bytes(1024 * 1024))
+            f.flush()
+            os.fsync(f.fileno())
+        return "written"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+print(json.dumps({
+    "reach": [reach(h, p) for h, p in TARGETS],
+    "home": write(os.path.expanduser("~/big"), 260),
+    "root": write("/opt/venv/planted", 1),
+}))
+"""
+
+
+def test_compose_sessions_have_their_disk_limit_and_reach_no_host_port_or_other_container(
+        compose_stack, docker_client, helper_image):
+    """The hub container writes the host's firewall and mounts the home
+    images in the host's namespaces (docker-compose.yml: privileged, pid:
+    host): from inside a session, a listener on a host port and another
+    container on the sessions network are closed while the hub's API
+    answers, and writing past disk_limit (200M here) is ENOSPC."""
+    stack, seed = compose_stack
+    if stack.kind != "docker":
+        pytest.skip("swarm enforces neither (docker/README.md)")
+    from jupyterhub_service.session_network import bridge_interface, network_gateway
+
+    network = docker_client.api.inspect_network(stack.sessions_network)
+    gateway, br = network_gateway(network), bridge_interface(network)
+    assert network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    hub = docker_client.containers.get(stack.container("jupyterhub"))
+    hub_ip = hub.attrs["NetworkSettings"]["Networks"][stack.sessions_network]["IPAddress"]
+    host_port = Canary("0.0.0.0")
+    # a stand-in for another session: any container on the sessions network
+    neighbour = docker_client.containers.run(
+        helper_image, ["python3", "-m", "http.server", "8000"], detach=True,
+        user="65534:65534", working_dir="/tmp", network=stack.sessions_network,
+        name=f"{stack.project}-neighbour")
+    try:
+        neighbour.reload()
+        neighbour_ip = neighbour.attrs["NetworkSettings"]["Networks"][
+            stack.sessions_network]["IPAddress"]
+        browser = Browser()
+        final = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
+        assert final.status_code == 200, final.text[:500]
+        lab = Lab.from_url(browser.http, final.url)
+        (session,) = json.loads(stack.ckan_cli("sessions", "--json"))
+        (container,) = session_containers(docker_client, session["id"])
+        assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        homes = stack.storage / "session-homes"
+        mounts = {m["Destination"]: m["Source"] for m in container.attrs["Mounts"]}
+        assert mounts["/home/jovyan"] == str(homes / session["id"])
+
+        # positive controls (the session's start wrote the rules): the host
+        # reaches its canary, the hub reaches the neighbour
+        socket.create_connection((gateway, host_port.port), timeout=5).close()
+        hits = host_port.hits
+        hub_reaches = ("import socket\ntry:\n    socket.create_connection("
+                       f"({neighbour_ip!r}, 8000), timeout=5).close()\n    print('open')\n"
+                       "except OSError as e:\n    print(type(e).__name__)")
+        wait_for(lambda: stack.exec("jupyterhub", "python3", "-c", hub_reaches).strip()
+                 == "open", 30, what="the neighbour to answer the hub")
+
+        targets = [(gateway, host_port.port), (neighbour_ip, 8000), (hub_ip, 6000),
+                   (hub_ip, 8000)]
+        out, err = lab.execute(f"TARGETS = {targets!r}\n" + CONFINED, timeout=180)
+        assert err is None, err
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert seen["reach"] == ["ConnectionRefusedError"] * 4, seen
+        assert host_port.hits == hits
+        assert seen["home"] == "ENOSPC" and seen["root"] == "EROFS", seen
+        # the rules the hub wrote into the host's firewall
+        assert f"-A DOCKER-USER -i {br} -j JN-OUT-{br}" in iptables_rules("DOCKER-USER")
+        rules = iptables_rules(f"JN-OUT-{br}")
+        assert f"-A JN-OUT-{br} -s {hub_ip}/32 -j ACCEPT" in rules
+        assert f"-A JN-OUT-{br} -d 169.254.0.0/16 -j REJECT " \
+            "--reject-with icmp-port-unreachable" in rules
+        assert rules[-1] == f"-A JN-OUT-{br} -j RETURN"
+
+        assert f"stopped {session['id']}" in stack.ckan_cli("stop", session["id"])
+        wait_for(lambda: not session_containers(docker_client, session["id"]), 60,
+                 what="the session's container to be removed")
+        wait_for(lambda: not any(session["id"] in p.name for p in homes.iterdir()), 30,
+                 what="the home image to be removed")
+        assert not any(str(homes / session["id"]) in line for line in open("/proc/self/mounts"))
+    finally:
+        host_port.close()
+        neighbour.remove(force=True)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 
 import pytest
 
 from session_harness import (
+    Canary,
     Hub,
     exec_in,
+    iptables_rules,
     make_session_dirs,
     remove_sessions_network,
     user_options,
@@ -82,31 +83,6 @@ def bridge(docker_client, hub) -> str:
     return bridge_interface(sessions_network(docker_client, hub))
 
 
-class Canary:
-    """A TCP listener of the test's own on the host; counts connections."""
-
-    def __init__(self, address: str):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((address, 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.hits = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.hits += 1
-            conn.close()
-
-    def close(self):
-        self.sock.close()
-
-
 def probe(container, targets: list[tuple[str, int]]) -> list[str]:
     """'open' or 'closed' for each (host, port), from inside the session."""
     script = (
@@ -137,14 +113,6 @@ def session_ip(container) -> str:
     container.reload()
     (net,) = container.attrs["NetworkSettings"]["Networks"].values()
     return net["IPAddress"]
-
-
-def iptables_rules(*args: str) -> list[str]:
-    from jupyterhub_service import egress
-
-    out = subprocess.run([egress.iptables(), "-w", "-S", *args],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.splitlines()
 
 
 # -- what a session reaches ----------------------------------------------------
