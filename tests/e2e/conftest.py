@@ -25,3 +25,31 @@ def portal(hub_stack):
     hub_stack.start_ckan()
     yield Portal(hub_stack, seed)
     hub_stack.stop_process("ckan")
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A headless Chromium (selenium) that saves downloads in
+    ``tmp_path / "downloads"``; skipped where chromium-driver is missing."""
+    import shutil
+
+    if not shutil.which("chromedriver"):
+        pytest.skip("chromium-driver is not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(120)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                           {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
