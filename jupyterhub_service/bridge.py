@@ -253,12 +253,16 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
              refused_networks=()) -> web.Application:
     """``refused_networks``: peers in these networks (the sessions network)
     get 403 whatever token they send."""
+    from .report_api import ROUTES as REPORT_ROUTES
+    from .report_runs import ReportRuns
+
     sessions = Sessions(settings, store, hub)
     refused = [ipaddress.ip_network(n) for n in refused_networks]
     # the visitor's own routes under /services/bridge/ (user_routes.py)
     visitor_routes, visitor_settings = user_routes(sessions, refused)
     return web.Application(
         [
+            *REPORT_ROUTES,
             (r"/api/sessions", SessionsHandler),
             (r"/api/sessions/([^/]+)", SessionHandler),
             (r"/api/sessions/([^/]+)/extend", ExtendHandler),
@@ -267,12 +271,13 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
             (r"/api/settings", SettingsHandler),
             (r"/api/health", HealthHandler),
             (r"/api/openapi.json", OpenAPIHandler),
+            *visitor_routes,
             (r"/api/workspaces", WorkspacesHandler),
             (r"/api/workspaces/([^/]+)", WorkspaceHandler),
             (r"/api/workspaces/([^/]+)/download", WorkspaceDownloadHandler),
-            *visitor_routes,
         ],
         sessions=sessions,
+        report_runs=ReportRuns(sessions),
         api_token=settings.api_token,
         refused_networks=refused,
         **visitor_settings,
@@ -319,13 +324,17 @@ def main() -> None:
         sessions.on_claim = claim_hook(settings)
         remove_engine_orphans = remove_orphans
     reaper = Reaper(sessions, remove_engine_orphans)
+    runs = app.settings["report_runs"]
+    reaper.reconciler.other_owners.append(runs.owners)
     sessions.runtime.current()  # read once, before serving
     recover(reaper)
     IOLoop.current().add_callback(reaper.after_start)
+    IOLoop.current().add_callback(runs.resume)
     app.listen(settings.bridge_port, address=settings.bridge_host, **HTTP_SERVER_OPTIONS)
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
     PeriodicCallback(lambda: asyncio.ensure_future(reaper.run_once()),
                      settings.reaper_interval * 1000).start()
+    PeriodicCallback(lambda: asyncio.ensure_future(runs.housekeeping()), 5000).start()
     try:
         IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stops its services with SIGINT

@@ -72,6 +72,9 @@ class Reconciler:
         # removes containers, services and volumes of other sessions and
         # returns what it removed (blocking; run on a worker thread)
         self.remove_engine_orphans = remove_engine_orphans
+        # owners besides the session records and the pool (report runs):
+        # each ``await owner()`` -> (session ids, {(hub user, server name)})
+        self.other_owners = []
 
     async def look(self) -> tuple[list, list[dict] | None]:
         """The sessions recorded ready, then the hub's active users (None
@@ -134,6 +137,10 @@ class Reconciler:
                | set(self.sessions.admission.launching) | set(self.sessions.ending))
         servers = ({(r.hub_user, r.server_name) for r in records}
                    | {(p.hub_user, p.server_name) for p in pool})
+        for owner in self.other_owners:
+            more_ids, more_servers = await owner()
+            ids |= more_ids
+            servers |= more_servers
         return Owners(ids, servers, {user for user, _ in servers})
 
     async def _still_owned(self, hub_user: str, server_name: str | None = None) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Integer,
     String,
     create_engine,
     delete,
@@ -189,6 +190,51 @@ class WorkspaceRecord(Base):
     last_used: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     quota: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReportRunRecord(Base):
+    """A report run (report_runs.py): its own session server, not a
+    visitor's session, and what the run produced."""
+
+    __tablename__ = "report_runs"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # CKAN's run id
+    session_id: Mapped[str] = mapped_column(String(40))  # scratch directory, container label
+    hub_user: Mapped[str] = mapped_column(String(100))
+    server_name: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str] = mapped_column(String(200), default="")
+    dataset_id: Mapped[str] = mapped_column(String(100), default="")
+    notebook: Mapped[str] = mapped_column(String(500), default="")
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    time_limit: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    message: Mapped[str] = mapped_column(String(1000), default="")
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    artifacts: Mapped[list] = mapped_column(JSON, default=list)
+    exec_handle: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    exec_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                                nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            nullable=True)
+    # server, hub user and session directory removed
+    cleaned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           nullable=True)
+    # DELETE asked: the record and the results go once cleaned
+    forgotten: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "message": self.message,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "error": self.error,
+            "artifacts": self.artifacts or [],
+            # the server, hub user, home (and container) are gone
+            "cleaned": self.cleaned_at is not None,
+        }
 
 
 class Store:
@@ -419,6 +465,49 @@ class Store:
                 q = (q.where(WorkspaceRecord.holder.is_(None))
                      .where(WorkspaceRecord.last_used < unused_since))
             return list(s.scalars(q.order_by(WorkspaceRecord.size.desc(), WorkspaceRecord.user_id)))
+
+
+    # -- report runs --------------------------------------------------------
+
+    def run_add(self, rec: ReportRunRecord) -> bool:
+        """False when a run of this id exists already."""
+        try:
+            with self.db() as s:
+                s.add(rec)
+            return True
+        except IntegrityError:
+            return False
+
+    def run_get(self, run_id: str) -> ReportRunRecord | None:
+        with self.db() as s:
+            return s.get(ReportRunRecord, run_id)
+
+    def run_update(self, run_id: str, only_if_status: str | None = None,
+                   **values) -> ReportRunRecord | None:
+        """``only_if_status``: change nothing unless the run is in this
+        status (a cancel and the run's own end race for the last word)."""
+        with self.db() as s:
+            rec = s.get(ReportRunRecord, run_id)
+            if rec is not None and only_if_status is not None and rec.status != only_if_status:
+                return None
+            if rec is not None:
+                for k, v in values.items():
+                    setattr(rec, k, v)
+            return rec
+
+    def run_delete(self, run_id: str) -> None:
+        with self.db() as s:
+            s.execute(delete(ReportRunRecord).where(ReportRunRecord.id == run_id))
+
+    def runs(self, *, statuses=None, uncleaned: bool = False) -> list[ReportRunRecord]:
+        with self.db() as s:
+            q = select(ReportRunRecord)
+            if statuses is not None:
+                q = q.where(ReportRunRecord.status.in_(statuses))
+            if uncleaned:
+                q = q.where(ReportRunRecord.cleaned_at.is_(None))
+            return list(s.scalars(q.order_by(ReportRunRecord.started_at)))
+
 
 class AsyncStore:
     """The store for code on the event loop: every call runs on one worker
