@@ -45,7 +45,7 @@ from .session_network import (
     own_address_towards,
 )
 from .settings import parse_bytes
-from .spawners import wait_listening
+from .spawners import wait_answering
 
 __all__ = [
     "LABEL_HUB_USER", "LABEL_SERVER", "LABEL_SESSION", "DEFAULT_IMAGE",
@@ -361,14 +361,16 @@ class SessionContainerSpawner(DockerSpawner):
     # -- start ------------------------------------------------------------
 
     async def _wait_listening(self, ip: str, port: int) -> None:
-        """Until the session's server listens, or its container or task is
-        gone (checked once a second: a container that exited at once must not
-        be waited on until the timeout)."""
+        """Until the session's own server answers under its base URL;
+        ServerGone when its container or task is gone first (checked once a
+        second: a container that exited at once must not be waited on until
+        the timeout)."""
 
         async def gone():
             return await self.poll() is not None
 
-        await wait_listening(ip, port, self.http_timeout, gone, gone_every=1.0)
+        await wait_answering(ip, port, self.server.base_url, self.http_timeout, gone,
+                             gone_every=1.0)
 
 
 class SessionDockerSpawner(SessionContainerSpawner):

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
 from traitlets import Unicode
 
 from .session_home import home_uid
@@ -77,22 +78,62 @@ class SessionLocalSpawner(LocalProcessSpawner):
             f"--ServerApp.preferred_dir={self.home_dir}",
         ]
 
+    # ports this hub's live local servers were given: a fresh port is never
+    # one of them (random_port() only knows what is bound at that instant)
+    _ports_in_use: set[int] = set()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._configured_port = self.port
+
+    def _fresh_port(self) -> int:
+        # a restarted server of the same name gets a new port too: its old one
+        # may belong to another server by now
+        while True:
+            port = random_port()
+            if port not in SessionLocalSpawner._ports_in_use:
+                return port
+
     async def start(self):
         self.popen_kwargs = {**self.popen_kwargs, "cwd": self.home_dir}
-        url = await super().start()
+        self.port = self._configured_port or self._fresh_port()
+        SessionLocalSpawner._ports_in_use.add(self.port)
+        try:
+            url = await super().start()
 
-        async def gone():
-            return self.proc.poll() is not None
+            async def gone():
+                return self.proc.poll() is not None
 
-        await wait_listening(self.ip or "127.0.0.1", self.port, self.http_timeout, gone)
+            await wait_answering(self.ip or "127.0.0.1", self.port, self.server.base_url,
+                                 self.http_timeout, gone)
+        except BaseException:
+            SessionLocalSpawner._ports_in_use.discard(self.port)
+            raise
         return url
 
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            SessionLocalSpawner._ports_in_use.discard(self.port)
 
-async def wait_listening(host: str, port: int, timeout: float, gone,
+
+class ServerGone(RuntimeError):
+    """The session's server ended before it answered."""
+
+
+async def wait_answering(host: str, port: int, base_url: str, timeout: float, gone,
                          gone_every: float = 0.0) -> None:
-    """Return once a new server accepts connections on ``host:port``, or once
-    ``await gone()`` says its process or container has ended (the hub then
-    reports the failure), or after ``timeout`` seconds.
+    """Return once this session's own server answers at
+    ``http://host:port{base_url}api``, or after ``timeout`` seconds (the hub
+    then waits on its own); raise ServerGone once ``await gone()`` says its
+    process or container has ended.
+
+    Not merely a listening port: another session's server that holds the
+    port (a port handed out twice) answers 404 under this server's base URL,
+    and JupyterHub's own check counts any answer below 500, 404 included, as
+    up. A launch must never be handed a server it did not start (issue 10
+    item 18).
 
     The hub polls a starting server with a growing, jittered backoff (0.2 s
     doubling to 5 s), so it notices a ready server up to seconds late; the
@@ -100,6 +141,10 @@ async def wait_listening(host: str, port: int, timeout: float, gone,
     first check hits. ``gone`` is asked at most every ``gone_every`` seconds
     (a container's state costs an engine call).
     """
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+    url = f"http://{host}:{port}{base_url.rstrip('/')}/api"
+    client = AsyncHTTPClient()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     next_check = loop.time() + gone_every
@@ -107,10 +152,15 @@ async def wait_listening(host: str, port: int, timeout: float, gone,
         if loop.time() >= next_check:
             next_check = loop.time() + gone_every
             if await gone():
-                return
+                raise ServerGone(f"the session server on {host}:{port} ended before it answered")
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
-            writer.close()
+            await client.fetch(url, request_timeout=2, connect_timeout=1,
+                               follow_redirects=False)
             return
+        except HTTPClientError as e:
+            if e.code < 400 or e.code in (401, 403):
+                return  # ours, and it wants a login
+            # 404: someone else's server on that port; 5xx/599: not yet up
         except (OSError, asyncio.TimeoutError):
-            await asyncio.sleep(0.05)
+            pass
+        await asyncio.sleep(0.05)
