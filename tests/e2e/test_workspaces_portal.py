@@ -126,8 +126,11 @@ def test_delete_from_a_logged_in_browser_needs_the_forms_csrf_token(portal, brid
 
 def test_the_admin_page_shows_the_total_and_the_largest_workspaces(portal, bridge, workspaces_on):
     user, token = new_user(portal)
-    session_with_a_file(portal, token, "big.txt", "x" * 200_000)
+    sess, _lab = session_with_a_file(portal, token, "big.txt", "x" * 200_000)
+    # ended: its size is the one measured when it let go, not a live one
+    portal.api(token).action.jupyternotebook_session_delete(id=sess["id"])
     listed = bridge.call("GET", "/api/workspaces").json()["workspaces"]
+    assert any(w["user_id"] == user["id"] and w["size"] >= 200_000 for w in listed)
     page = requests.get(f"{portal.url}/ckan-admin/jupyter",
                         headers={"Authorization": portal.seed["api_token"]}, timeout=60)
     assert page.status_code == 200
