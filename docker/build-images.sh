@@ -10,9 +10,13 @@
 # python:3.11-slim-bookworm when it is present or can be pulled; otherwise
 # FROM a local base made by debootstrap + docker import (docker/base/).
 #
-# Environment: FORCE=1 rebuilds; NO_CACHE=1 builds without the build cache;
-# IMAGE_PREFIX (ckanext-jupyternotebook), IMAGE_TAG (latest); BASE_IMAGE
-# forces a base; PUBLIC_BASE_IMAGE (python:3.11-slim-bookworm).
+# Environment: CKAN_VERSION (2.12) and JUPYTERHUB_VERSION (5), a supported
+# line (2.10, 2.11, 2.12; 5, 6: the version constraints/ pins for it) or an
+# exact version (2.11.6, 5.5.4), passed to the Dockerfiles as build arguments
+# (the singleuser image gets the hub's version); FORCE=1 rebuilds; NO_CACHE=1
+# builds without the build cache; IMAGE_PREFIX (ckanext-jupyternotebook),
+# IMAGE_TAG (latest); BASE_IMAGE forces a base; PUBLIC_BASE_IMAGE
+# (python:3.11-slim-bookworm).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +26,26 @@ TAG="${IMAGE_TAG:-latest}"
 PUBLIC_BASE="${PUBLIC_BASE_IMAGE:-python:3.11-slim-bookworm}"
 LOCAL_BASE="${BASE_IMAGE_LOCAL:-$PREFIX/base:bookworm}"
 FORCE="${FORCE:-0}"
+
+# A line (2.11, 5) is the exact version its constraints file pins, so the
+# images hold what the tests ran; an exact version is taken as it is.
+exact_version() {  # PACKAGE LINE-OR-VERSION CONSTRAINTS-FILE
+    local pinned
+    if [[ "$2" =~ ^[0-9]+(\.[0-9]+)?$ && -f "$3" ]]; then
+        pinned=$(grep -i "^$1==" "$3" | cut -d= -f3)
+        [[ -n "$pinned" ]] || { echo "images: $3 pins no $1" >&2; return 1; }
+        echo "$pinned"
+    elif [[ "$2" =~ ^[0-9]+\.[0-9]+\.[0-9]+([a-z0-9.]*)$ ]]; then
+        echo "$2"
+    else
+        echo "images: $1 version '$2' is neither a supported line nor an exact version" >&2
+        return 1
+    fi
+}
+CKAN_LINE="${CKAN_VERSION:-2.12}"
+HUB_LINE="${JUPYTERHUB_VERSION:-5}"
+CKAN_EXACT="$(exact_version ckan "$CKAN_LINE" "$REPO/constraints/ckan-$CKAN_LINE.txt")"
+HUB_EXACT="$(exact_version jupyterhub "$HUB_LINE" "$REPO/constraints/hub-$HUB_LINE.txt")"
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -44,9 +68,11 @@ base_image() {
 }
 
 # What each image is built from. Each build is also tagged src-<hash of its
-# sources>; an image without the current tag is rebuilt (the dependency layers
-# come from the build cache, so a code change rebuilds in seconds). A tag, not
-# a --label: the classic builder puts labels in every step, breaking the cache.
+# sources and the versions it was built with>; an image without the current
+# tag is rebuilt (the dependency layers come from the build cache, so a code
+# change rebuilds in seconds, and going back to versions built before reuses
+# their layers). A tag, not a --label: the classic builder puts labels in
+# every step, breaking the cache.
 sources() {
     case "$1" in
         singleuser) echo "docker/singleuser jupyterhub_service/__init__.py jupyterhub_service/busy_kernels.py jupyterhub_service/labextension" ;;
@@ -54,10 +80,24 @@ sources() {
         hub|ckan) echo "docker/$1 setup.py README.md ckanext jupyterhub_service" ;;
     esac
 }
+# the versions an image is built with (its build arguments)
+build_args() {
+    case "$1" in
+        singleuser|hub) echo "JUPYTERHUB_VERSION=$HUB_EXACT" ;;
+        ckan) echo "CKAN_VERSION=$CKAN_EXACT" ;;
+    esac
+}
+version_tag() {
+    case "$1" in
+        singleuser|hub) echo "jupyterhub-$HUB_EXACT" ;;
+        ckan) echo "ckan-$CKAN_EXACT" ;;
+    esac
+}
 source_hash() {
     # shellcheck disable=SC2046
-    (cd "$REPO" && find $(sources "$1") -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
-        ! -path '*/tests/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+    (cd "$REPO" && { find $(sources "$1") -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+        ! -path '*/tests/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; build_args "$1"; } \
+        | sha256sum | cut -c1-16)
 }
 
 LOGS="$HERE/.build"
@@ -65,11 +105,13 @@ mkdir -p "$LOGS"
 
 # build NAME DOCKERFILE CONTEXT  (run in the background; the log is in docker/.build/)
 build() {
-    local name="$1" dockerfile="$2" context="$3" image="$PREFIX/$1:$TAG" t0
+    local name="$1" dockerfile="$2" context="$3" image="$PREFIX/$1:$TAG" t0 arg
+    local args=(--build-arg "BASE_IMAGE=$BASE")
+    for arg in $(build_args "$name"); do args+=(--build-arg "$arg"); done
     t0=$SECONDS
     # shellcheck disable=SC2046
     if docker build --pull=false $([[ "${NO_CACHE:-0}" == 1 ]] && echo --no-cache) \
-            --build-arg "BASE_IMAGE=$BASE" \
+            "${args[@]}" \
             -f "$dockerfile" -t "$image" "$context" >"$LOGS/$name.log" 2>&1; then
         local src_tag="src-$(source_hash "$name")" old
         for old in $(docker images --format '{{.Tag}}' "$PREFIX/$name" | grep '^src-' || true); do
@@ -77,7 +119,10 @@ build() {
             [[ "$old" == "$src_tag" ]] || docker rmi "$PREFIX/$name:$old" >/dev/null 2>&1 || true
         done
         docker tag "$image" "$PREFIX/$name:$src_tag"
-        echo "images: built $image in $((SECONDS - t0))s"
+        # a tag per version keeps the other versions' images, whose layers
+        # are the build cache when they are asked for again (CI's matrix)
+        [[ -z "$(version_tag "$name")" ]] || docker tag "$image" "$PREFIX/$name:$(version_tag "$name")"
+        echo "images: built $image ($(build_args "$name" | tr '\n' ' ')) in $((SECONDS - t0))s"
     else
         echo "images: building $image failed; the end of $LOGS/$name.log:" >&2
         tail -40 "$LOGS/$name.log" >&2
@@ -93,6 +138,7 @@ if [[ ${#wanted[@]} -eq 0 ]]; then
 fi
 
 start=$SECONDS
+echo "images: CKAN $CKAN_EXACT, JupyterHub $HUB_EXACT"
 todo=()
 for name in "${wanted[@]}"; do
     case "$name" in
