@@ -67,6 +67,12 @@ class LaunchView(MethodView):
         try:
             session = tk.get_action("jupyternotebook_session_create")(
                 context, data_dict)
+        except hub_client.NotFound as err:
+            # a 404 from the bridge is the bridge's fault, not a missing
+            # dataset (hub_client.NotFound is an ObjectNotFound)
+            log.error("the bridge answered 404 to a launch of %s: %s", id, err)
+            return _unavailable_page(
+                hub_client.BridgeError(str(err), "not_found", 404), id, status=502)
         except tk.ObjectNotFound:
             return tk.abort(404, tk._("Dataset not found"))
         except tk.NotAuthorized:

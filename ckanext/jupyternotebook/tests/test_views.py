@@ -351,6 +351,16 @@ class TestLaunch:
         assert response.status_code == 503
         assert "Notebooks are unavailable right now" in response.body
 
+    def test_a_bridge_404_on_launch_is_not_dataset_not_found(self, app, session_bridge):
+        # issue 10 item 18: hub_client.NotFound is an ObjectNotFound, and the
+        # launch view turned any bridge 404 into "Dataset not found"
+        session_bridge.respond("POST", "/api/sessions", 404, {
+            "error": "not_found", "message": "No such session."})
+        response = _launch(app, factories.Dataset())
+        assert response.status_code == 502
+        assert "Dataset not found" not in response.body
+        assert "Traceback" not in response.body
+
     def test_a_notebook_launch_names_the_notebook(self, app, session_bridge,
                                                   create_with_upload):
         dataset = factories.Dataset()
