@@ -74,7 +74,20 @@ def nothing_left(stack) -> bool:
     return not run_dirs(stack) and not run_processes(stack) and not report_hub_users(stack)
 
 
+@pytest.fixture(autouse=True)
+def forget_runs(bridge):
+    """Runs a failed test left behind are cancelled and forgotten."""
+    STARTED.clear()
+    yield
+    for run_id in STARTED:
+        bridge.call("DELETE", f"/api/runs/{run_id}")
+
+
+STARTED: list[str] = []
+
+
 def start(bridge, body: dict) -> dict:
+    STARTED.append(body["run_id"])
     resp = bridge.call("POST", "/api/runs", json=body)
     assert resp.status_code == 202, resp.text
     assert resp.json()["status"] == "running"
