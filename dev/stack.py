@@ -254,6 +254,21 @@ class Stack:
                    {**self.plugin_env(), "CKAN_INI": str(self.ini)})
         wait_for("CKAN", f"{self.ckan_url}/api/3/action/status_show", logs=self.logs)
 
+    def start_reports(self, workers: int | None = None, interval: float = 5.0) -> None:
+        """Report runs (issue 14): ``max_report_runs`` CKAN workers on the
+        jupyter-reports queue, and the report scheduler."""
+        env = {**self.plugin_env(), "CKAN_INI": str(self.ini)}
+        if workers is None:
+            workers = int(env.get("CKAN_JUPYTERHUB_MAX_REPORT_RUNS") or 2)
+        ckan = [str(CKAN_BIN / "ckan"), "-c", str(self.ini)]
+        for number in range(1, workers + 1):
+            self.spawn(f"report-worker-{number}", [*ckan, "jobs", "worker", "jupyter-reports"], env)
+        self.spawn("report-scheduler", [*ckan, "jupyter", "scheduler", "--interval", str(interval)], env)
+
+    def stop_reports(self) -> None:
+        for pidfile in sorted(self.directory.glob("report-*.pid")):
+            self.stop_process(pidfile.stem)
+
     def hub_env(self) -> dict:
         return {
             **self.plugin_env(),
@@ -344,6 +359,7 @@ class Stack:
             pass
 
     def stop(self) -> None:
+        self.stop_reports()
         for name in ("ckan", "hub", "solr"):
             self.stop_process(name)
         self._kill_strays()
@@ -357,6 +373,7 @@ class Stack:
         seed = self.init_ckan()
         self.start_hub(CKAN_SITE_URL=self.ckan_url)
         self.start_ckan()
+        self.start_reports()
         creds = self.directory / "credentials.env"
         creds.write_text("".join(f"{k}={v}\n" for k, v in {
             "CKAN_URL": self.ckan_url,
