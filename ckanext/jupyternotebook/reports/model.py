@@ -178,4 +178,6 @@ def transition(run_id: str, to: str, *, only_from: tuple[str, ...],
         .values(status=to, **values)
         .execution_options(synchronize_session=False))
     model.Session.commit()
+    # CKAN's session keeps objects after a commit: reload the changed run
+    model.Session.expire_all()
     return result.rowcount == 1
