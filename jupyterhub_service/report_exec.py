@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .container_labels import LABEL_HUB_USER, LABEL_SERVER
-from .session_home import _DIR_FLAGS, home_uid, kill_processes_of, open_dir
+from .session_home import home_uid, kill_processes_of, open_dir
 
 SCRIPT = Path(__file__).with_name("report_papermill.py").read_text()
 REPORT_DIR = ".report"
@@ -41,6 +41,7 @@ OUTPUT_DIR = "output"
 RESULT_MAX = 1 << 20  # result.json
 MAX_ARTIFACTS = 100
 NOTEBOOK_FILE = "notebook.ipynb"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def safe_artifact_name(name) -> bool:

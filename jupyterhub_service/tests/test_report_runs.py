@@ -70,6 +70,22 @@ def report_hub_users(stack) -> set[str]:
         db.close()
 
 
+def run_uid(stack) -> int:
+    (home,) = [d / "home" for d in run_dirs(stack)]
+    return home.stat().st_uid
+
+
+def processes_of(uid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and proc.stat().st_uid == uid:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def nothing_left(stack) -> bool:
     return not run_dirs(stack) and not run_processes(stack) and not report_hub_users(stack)
 
@@ -152,12 +168,15 @@ def test_a_run_past_its_time_limit_is_timed_out_and_leaves_no_process(bridge, fi
     start(bridge, body)
     # papermill and its kernel run in the run's home while it runs
     assert wait_until(lambda: len(run_processes(hub_stack)) >= 3, timeout=60)
+    uid = run_uid(hub_stack)
+    assert len(processes_of(uid)) >= 3
     assert bridge.call("GET", "/api/capacity").json()["sessions"]["active"] == 0
     run = wait_ended(bridge, body["run_id"], timeout=90)
     assert run["status"] == "timed_out", run
     assert "4 s" in run["message"]
     assert nothing_left(hub_stack), (run_dirs(hub_stack), run_processes(hub_stack),
                                      report_hub_users(hub_stack))
+    assert processes_of(uid) == []
     delete(bridge, body["run_id"])
 
 
@@ -166,8 +185,10 @@ def test_cancel_kills_the_run_and_removes_its_server_home_and_user(bridge, files
     start(bridge, body)
     assert wait_until(lambda: len(run_processes(hub_stack)) >= 3, timeout=60)
     assert report_hub_users(hub_stack)
+    uid = run_uid(hub_stack)
     delete(bridge, body["run_id"])
     assert nothing_left(hub_stack)
+    assert processes_of(uid) == []
     assert bridge.call("GET", f"/api/runs/{body['run_id']}").status_code == 404
 
 
@@ -183,6 +204,19 @@ def test_malformed_parameters_are_refused_with_a_clear_message(bridge, files, hu
         assert resp.status_code == 400, resp.text
         assert resp.json()["error"] == "invalid_parameters"
         assert message in resp.json()["message"]
+        assert bridge.call("GET", f"/api/runs/{body['run_id']}").status_code == 404
+    assert nothing_left(hub_stack)
+
+
+def test_a_notebook_that_cannot_be_fetched_or_read_is_refused(bridge, files, hub_stack):
+    files.routes["/gone.ipynb"] = Route(body=b"", status=404)
+    files.routes["/garbage.ipynb"] = Route(body=b"this is not a notebook")
+    for path, code in (("/gone.ipynb", "notebook_unavailable"),
+                       ("/garbage.ipynb", "invalid_notebook")):
+        body = run_request(files, path)
+        resp = bridge.call("POST", "/api/runs", json=body)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["error"] == code
         assert bridge.call("GET", f"/api/runs/{body['run_id']}").status_code == 404
     assert nothing_left(hub_stack)
 

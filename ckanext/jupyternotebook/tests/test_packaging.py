@@ -26,6 +26,9 @@ OWN = {"ckanext", "jupyterhub_service"}
 
 # The CKAN plugin's process also imports this module of the sidecar package.
 SHARED_WITH_CKAN = ["jupyterhub_service/guarded_download.py"]
+# Run inside a session (python -c), with the session's packages (the
+# "session" extra; the image installs the same list), never by the bridge.
+SESSION_SIDE = ["jupyterhub_service/report_papermill.py"]
 
 
 def _setup_requirements() -> tuple[list[str], dict[str, list[str]]]:
@@ -90,8 +93,17 @@ def test_every_third_party_import_of_the_ckan_plugin_is_in_install_requires():
 def test_every_third_party_import_of_the_sidecar_is_in_install_requires_or_the_hub_extra():
     install_requires, extras = _setup_requirements()
     declared = {_distribution_name(r) for r in install_requires + extras["hub"]}
-    missing = _undeclared(_third_party(_source_files("jupyterhub_service")), declared, set())
+    files = [p for p in _source_files("jupyterhub_service")
+             if str(p.relative_to(ROOT)) not in SESSION_SIDE]
+    missing = _undeclared(_third_party(files), declared, set())
     assert missing == [], "imported but not declared: " + "; ".join(missing)
+
+
+def test_every_third_party_import_of_code_run_in_sessions_is_in_the_session_extra():
+    _install_requires, extras = _setup_requirements()
+    declared = {_distribution_name(r) for r in extras["session"]}
+    missing = _undeclared(_third_party([ROOT / p for p in SESSION_SIDE]), declared, set())
+    assert missing == [], "imported but not in the session extra: " + "; ".join(missing)
 
 
 # certifi is the CA list, versioned by date: newer must always be allowed
