@@ -130,6 +130,12 @@ def _mend_before_reading(data: dict, major: int) -> bool:
     if major == 4:
         if not isinstance(data.get("cells"), list):
             raise NotANotebook("cells is not a list")
+        for cell in data["cells"]:
+            if not isinstance(cell, dict):
+                raise NotANotebook("a cell is not an object")
+            if not isinstance(cell.get("metadata"), dict):  # read as cell.metadata
+                cell["metadata"] = {}
+                changed = True
         minor = data.get("nbformat_minor")
         if type(minor) is not int or minor < 0:
             with_ids = any(isinstance(c, dict) and "id" in c for c in data["cells"])
@@ -140,8 +146,6 @@ def _mend_before_reading(data: dict, major: int) -> bool:
 
 def _mend_cells(nb) -> None:
     for cell in nb["cells"]:
-        if not isinstance(cell, dict):
-            raise NotANotebook("a cell is not an object")
         if cell.get("cell_type") == "heading":
             # as nbformat.v4.convert.upgrade_cell, without giving an id to a
             # cell of a notebook older than 4.5
@@ -152,7 +156,6 @@ def _mend_cells(nb) -> None:
             cell["cell_type"] = "markdown"
             cell["source"] = f"{hashes} {' '.join(source.splitlines())}"
         cell.setdefault("source", "")
-        cell.setdefault("metadata", nbformat.NotebookNode())
         if cell.get("cell_type") == "code":
             cell.setdefault("execution_count", None)
             outputs = cell.get("outputs", [])

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from . import start_here
+from .notebook_upgrade import upgraded_file
 from .preload import ResourceCache, ResourceSpec, populate_data_dir
 from .session_home import give_home_a_uid, home_uid, kill_processes_of, write_file
 from .settings import Settings, parse_bytes
@@ -101,7 +102,11 @@ class Scratch:
         notebooks = []
         for f in fetched:
             if f.path and f.filename and f.filename.lower().endswith(".ipynb"):
-                write_file(home, f.filename, source=f.path, owner=uid)
+                # a v3 or repairable notebook opens as the valid v4 copy the
+                # preview showed; a valid one is copied byte for byte
+                upgraded = upgraded_file(f.path)
+                write_file(home, f.filename, data=upgraded,
+                           source=f.path if upgraded is None else None, owner=uid)
                 notebooks.append({"resource_id": f.resource.id, "filename": f.filename})
         if not self.local:
             for p in home.iterdir():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any, NamedTuple, Optional
 
 import cachetools
@@ -38,9 +39,10 @@ def _expires(_key, entry: _Entry, now: float) -> float:
 class PreviewCache:
     """Rendered pages (or their PreviewError), least recently used out first."""
 
-    def __init__(self, max_bytes: int = 128 * 1024 * 1024):
+    def __init__(self, max_bytes: int = 128 * 1024 * 1024, timer=time.monotonic):
         self.max_bytes = max_bytes
-        self._entries = cachetools.TLRUCache(maxsize=max_bytes, ttu=_expires, getsizeof=_size)
+        self._entries = cachetools.TLRUCache(maxsize=max_bytes, ttu=_expires, timer=timer,
+                                             getsizeof=_size)
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, key: tuple):

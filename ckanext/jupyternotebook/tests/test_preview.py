@@ -160,6 +160,35 @@ def test_cache_remembers_a_malformed_notebook_without_reading_again():
     assert reads == [1]
 
 
+def test_cache_drops_the_least_recently_used_page_beyond_its_byte_bound():
+    from ckanext.jupyternotebook.preview.cache import PreviewCache
+    cache = PreviewCache(max_bytes=100)
+    cache.put(("a",), "a" * 40)
+    cache.put(("b",), "b" * 40)
+    assert cache.get(("a",)) == "a" * 40  # now b is the least recently used
+    cache.put(("c",), "c" * 40)
+    assert cache.get(("b",)) is None
+    assert cache.get(("a",)) == "a" * 40 and cache.get(("c",)) == "c" * 40
+    cache.put(("huge",), "h" * 101)  # larger than the whole cache: not kept
+    assert cache.get(("huge",)) is None and len(cache) == 2
+
+
+def test_cache_entries_with_a_time_to_live_expire_and_others_stay():
+    from ckanext.jupyternotebook import preview
+    from ckanext.jupyternotebook.preview.cache import PreviewCache
+    now = [1000.0]
+    cache = PreviewCache(max_bytes=10_000, timer=lambda: now[0])
+    cache.put(("link",), "page", ttl=600)
+    cache.put(("failed",), preview.NotebookUnavailable("down"), ttl=60)
+    cache.put(("upload",), "kept")
+    now[0] += 61
+    assert cache.get(("failed",)) is None
+    assert cache.get(("link",)) == "page"
+    now[0] += 600
+    assert cache.get(("link",)) is None
+    assert cache.get(("upload",)) == "kept"
+
+
 def test_link_resource_on_a_loopback_address_is_refused():
     from ckanext.jupyternotebook import preview
     with pytest.raises(preview.NotebookUnavailable):
@@ -404,6 +433,46 @@ def test_malformed_notebook_gives_a_friendly_message_in_the_view(
     assert "not a valid Jupyter notebook" in preview.body
 
 
+def _preview_and_resource_page(app, dataset, resource):
+    page = app.get(f"/dataset/{dataset['name']}/resource/{resource['id']}")
+    frame = app.get(f"/dataset/{dataset['name']}/resource/{resource['id']}/jupyter/preview")
+    assert page.status_code == 200 and frame.status_code == 200
+    return page.body, frame.body
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.parametrize("filename,cells,texts", [
+    ("v3_rainfall.ipynb", 5, ["Rainfall by station", "from the v3 era", "25.6",
+                              'src="data:image/png;base64,']),
+    ("v3_no_metadata.ipynb", 5, ["Rainfall by station", "without notebook metadata"]),
+    ("v4_bad_cell_ids.ipynb", 4, ["Duplicated ids", "invalid id cell", "Last cell"]),
+    ("v4_5_invalid_metadata.ipynb", 2, ["Odd metadata"]),
+])
+def test_notebooks_nbformat_can_upgrade_or_repair_are_previewed(
+        app, create_with_upload, filename, cells, texts):
+    dataset, resource = _notebook_resource(create_with_upload, (DATA / filename).read_bytes())
+    page, frame = _preview_and_resource_page(app, dataset, resource)
+    assert "jupyternotebook-preview-error" not in page
+    assert "not a valid Jupyter notebook" not in frame
+    assert frame.count('class="cell ') == cells
+    for text in texts:
+        assert text in frame
+
+
+@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.parametrize("data,why", [
+    ((DATA / "not_a_notebook.json").read_bytes(), "its structure does not follow the notebook format"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "it is not readable JSON"),
+])
+def test_files_that_are_not_notebooks_get_the_not_a_valid_notebook_message(
+        app, create_with_upload, data, why):
+    dataset, resource = _notebook_resource(create_with_upload, data)
+    page, frame = _preview_and_resource_page(app, dataset, resource)
+    for body in (page, frame):
+        assert "This file is not a valid Jupyter notebook: " + why in body
+    assert 'class="cell' not in frame
+
+
 @pytest.mark.usefixtures("with_plugins", "clean_db")
 @pytest.mark.ckan_config("ckanext.jupyternotebook.preview_max_size", "500")
 def test_oversized_notebook_gives_a_friendly_message_in_the_view(
@@ -413,7 +482,7 @@ def test_oversized_notebook_gives_a_friendly_message_in_the_view(
     response = app.get(
         f"/dataset/{dataset['name']}/resource/{resource['id']}")
     assert response.status_code == 200
-    assert "too large to preview" in response.body
+    assert "too large to preview (the limit is 500 bytes)" in response.body
 
 
 @pytest.mark.usefixtures("with_plugins", "clean_db")
