@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 import tempfile
 import time
 from pathlib import PurePosixPath
@@ -195,7 +196,18 @@ class _Run:
         self.stem = _stem(notebook)
         request = self._request(context, user, dataset, notebook)
         self._check_not_cancelled()
-        self.client.create_run(request)
+        try:
+            self.client.create_run(request)
+        except hub_client.HubUnavailable as err:
+            raise RunFailed(tk._(
+                "The notebook service could not start the run: {message}"
+            ).format(message=err.message))
+        except hub_client.BridgeError as err:
+            # invalid_parameters, notebook_unavailable, invalid_notebook:
+            # the bridge's message says which and why
+            raise RunFailed(tk._(
+                "The notebook service refused the run: {message}").format(
+                    message=err.message), code=err.code)
         self.started_bridge_run = True
         final = self._wait()
         status = final.get("status")
@@ -449,12 +461,20 @@ def _error_of(final: dict, time_limit: int) -> dict:
             "The notebook failed{where}: {ename}: {evalue}").format(
                 where=where, ename=error.get("ename"),
                 evalue=error.get("evalue") or ""))
+    elif final.get("message"):
+        error.setdefault("message", final["message"])
     else:
         error.setdefault("message", tk._("The notebook run failed"))
     tb = error.get("traceback")
     if isinstance(tb, list):
-        error["traceback"] = "\n".join(str(line) for line in tb)
+        tb = "\n".join(str(line) for line in tb)
+    if isinstance(tb, str):
+        error["traceback"] = ANSI_ESCAPE.sub("", tb)
     return error
+
+
+#: terminal colour codes in IPython tracebacks
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _stem(notebook: dict) -> str:
