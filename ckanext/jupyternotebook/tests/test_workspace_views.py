@@ -118,7 +118,7 @@ class TestDashboardWorkspace:
     def test_delete_while_a_session_runs_says_to_stop_it(self, app, session_bridge):
         user = factories.User()
         _workspace(session_bridge, user["id"], in_use=True)
-        session_bridge.add_session(user["id"])
+        session_bridge.add_session(user["id"], seconds_left=1200)
         token = _csrf(app, tk.url_for("jupyternotebook.dashboard"), headers=_auth(user))
         resp = app.post(tk.url_for("jupyternotebook_workspace.delete"),
                         data={"_csrf_token": token}, headers=_auth(user))
