@@ -241,8 +241,10 @@ def test_a_scheduled_report_publishes_then_replaces_its_results_and_a_failure_pu
     rows = chromium.find_elements("css selector", "table.jupyternotebook-runs tbody tr")
     assert [r.get_attribute("data-status") for r in rows][:3] == [
         "failed", "succeeded", "succeeded"]
-    chromium.find_element("css selector", "details.jupyternotebook-run-error summary").click()
+    chromium.execute_script("arguments[0].open = true", chromium.find_element(
+        "css selector", "details.jupyternotebook-run-error"))
     SCREENSHOT.parent.mkdir(exist_ok=True)
+    chromium.set_window_size(1300, 2400)
     chromium.find_element("css selector", "section.jupyternotebook-report-history").screenshot(
         str(SCREENSHOT))
     pub.api.jupyternotebook_report_delete(id=report["id"])
