@@ -102,6 +102,10 @@ source_hash() {
 
 LOGS="$HERE/.build"
 mkdir -p "$LOGS"
+# one build at a time (CI builds in the background while the docker tests
+# may ask for the same images): a second run waits, then finds them built
+exec 9>"$LOGS/.lock"
+flock 9
 
 # build NAME DOCKERFILE CONTEXT  (run in the background; the log is in docker/.build/)
 build() {
