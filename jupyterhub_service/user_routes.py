@@ -190,6 +190,21 @@ class UserHandler(HubOAuthenticated, web.RequestHandler):
             raise BridgeError(400, "invalid", "The body must be a JSON object.")
         return body
 
+    def check_xsrf_cookie(self):
+        """JupyterHub's XSRF rule, except for reads from the hub's own origin.
+
+        JupyterHub refuses the cookie on a ``fetch()`` GET without the XSRF
+        token; the page cannot have the token before its first answer (the
+        ``_xsrf`` cookie lives on this service's path). A same-origin GET
+        changes nothing, and only the hub's origin can read its answer: there,
+        every page is the hub's or one of the user's own servers (hub users
+        cannot reach other users' servers, nor share theirs). Cross-site reads
+        and every POST still need the token."""
+        same_origin = self.request.headers.get("Sec-Fetch-Site") == "same-origin"
+        if self.request.method in ("GET", "HEAD") and same_origin:
+            return
+        super().check_xsrf_cookie()
+
     def xsrf_for_page(self) -> str:
         """The XSRF token the page sends back with its POSTs. The ``_xsrf``
         cookie is set with it when the browser lacks a valid one (JupyterHub

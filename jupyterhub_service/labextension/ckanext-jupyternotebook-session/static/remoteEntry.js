@@ -80,7 +80,8 @@
   // -- text -----------------------------------------------------------------
 
   function clock(date) {
-    return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    // 24-hour, in the visitor's time zone: "Session ends 14:32"
+    return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
   }
 
   function left(seconds) {
@@ -97,7 +98,7 @@
   }
 
   function inMinutes(seconds) {
-    var minutes = Math.max(1, Math.round(seconds / 60));
+    var minutes = Math.max(1, Math.ceil(seconds / 60));
     return minutes === 1 ? '1 minute' : minutes + ' minutes';
   }
 
@@ -188,7 +189,7 @@
     item.id = 'jp-ckan-session-time';
     app.shell.add(item, 'top', { rank: 900 });
     node.addEventListener('click', function () {
-      showActions('This session is temporary.');
+      showActions();
     });
 
     function remaining() {
@@ -254,22 +255,19 @@
       ];
     }
 
+    // JupyterLab cuts toast messages at 140 characters: the messages stay
+    // short, the buttons' captions (hover) say why an action is refused
     function refusals() {
       var info = bridge.info || {};
-      var text = [];
-      if (!info.can_save && info.save_message) {
-        text.push(info.save_message);
-      }
-      if (!info.can_extend && info.extend_message) {
-        text.push(info.extend_message);
-      }
-      return text.length ? ' ' + text.join(' ') : '';
+      return info.save_refusal === 'login_required'
+        ? ' To save to the portal, log in with edit rights.' : '';
     }
 
-    function showActions(lead) {
+    function showActions() {
       var secs = remaining();
-      var message = lead + (secs === null ? '' : ' It ends at ' + endText() + ' (' + left(secs) +
-        '), and every change made in it is then discarded.');
+      var message = secs === null ? 'Temporary session: its changes are discarded at its end.'
+        : 'Temporary session: it ends at ' + endText() + ' (' + left(secs) +
+          ') and its changes are then discarded.';
       Notification.info(message + refusals(), { autoClose: false, actions: actions() });
     }
 
@@ -281,17 +279,16 @@
         if (secs !== null && secs <= at && secs > 0 && !state.warned[key]) {
           state.warned[key] = true;
           Notification.warning(
-            'This session ends in ' + inMinutes(secs) + ', at ' + endText() +
-            '. Everything changed in it is then discarded: download your work or save it ' +
-            'to the portal now.' + refusals(),
+            'This session ends in ' + inMinutes(secs) + ' at ' + endText() +
+            '; its changes are then discarded.' + refusals(),
             { autoClose: false, actions: actions() });
         }
         var idleKey = 'idle:' + at;
         if (idle !== null && idle <= at && idle > 0 && !state.warned[idleKey]) {
           state.warned[idleKey] = true;
           Notification.warning(
-            'This session has not been used for a while: it ends in ' + inMinutes(idle) +
-            ' unless you use it, and its changes are then discarded.' + refusals(),
+            'This session ends in ' + inMinutes(idle) + ' if it stays unused; its changes ' +
+            'are then discarded.' + refusals(),
             { autoClose: false, actions: actions() });
         }
         if (idle !== null && idle > at + 30) {
