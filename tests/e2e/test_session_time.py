@@ -9,6 +9,8 @@ import re
 import uuid
 import zipfile
 
+import requests
+
 from testing import open_lab, wait_until
 
 TIME = ".jp-ckan-session-time"
@@ -161,3 +163,43 @@ def test_jupyterlab_asks_nothing_on_first_use(bridge, chromium):
     # JupyterLab asks its news question a moment after start; it must not
     assert not wait_until(lambda: any("news" in t.lower() for t in toasts(chromium)), timeout=10), (
         toasts(chromium))
+
+
+def test_save_to_portal_from_the_dialog_creates_the_resource(portal, bridge, chromium):
+    admin = portal.sysadmin
+    name = f"saver-{uuid.uuid4().hex[:8]}"
+    admin.action.user_create(name=name, email=f"{name}@example.org", password=uuid.uuid4().hex)
+    org = admin.action.organization_create(name=f"org-{uuid.uuid4().hex[:8]}",
+                                           users=[{"name": name, "capacity": "editor"}])
+    dataset = admin.action.package_create(name=f"saved-{uuid.uuid4().hex[:8]}",
+                                          owner_org=org["id"], private=False)
+    api = portal.api(admin.action.api_token_create(user=name, name="e2e")["token"])
+    data = "year,value\n" + "".join(f"{y},{y * 7}\n" for y in range(1900, 2000))
+    lab = open_lab(api.action.jupyternotebook_session_create(id=dataset["name"]))
+    assert lab.write("trend.csv", data).status_code in (200, 201)
+    # the same session again, with a fresh ticket for the browser
+    open_in_chromium(chromium, api.action.jupyternotebook_session_create(id=dataset["name"]))
+    chromium.find_element("css selector", TIME).click()
+    assert wait_until(lambda: toast_buttons(chromium, "Temporary session") is not None, timeout=10)
+    click_toast_button(chromium, "Temporary session", "Save to portal")
+    assert wait_until(lambda: chromium.execute_script(
+        "return !!document.querySelector('.jp-Dialog .jp-ckan-save-form select');"), timeout=30)
+    options = chromium.execute_script(
+        "return Array.from(document.querySelectorAll('.jp-ckan-save-form option')).map(o => o.value);")
+    assert "trend.csv" in options and "start_here.ipynb" in options
+    assert not [o for o in options if o.startswith(("data/", ".cache/", ".local/"))], options
+    chromium.execute_script("""
+        const select = document.querySelector('.jp-ckan-save-form select');
+        select.value = 'trend.csv';
+        select.dispatchEvent(new Event('change'));
+        document.querySelector('.jp-ckan-save-form input[name=name]').value = 'Trend from JupyterLab';
+        document.querySelector('.jp-Dialog .jp-mod-accept').click();""")
+    assert wait_until(lambda: any("Saved trend.csv" in t for t in toasts(chromium)), timeout=60), (
+        toasts(chromium))
+    resources = admin.action.package_show(id=dataset["id"])["resources"]
+    saved = next(r for r in resources if r["name"] == "Trend from JupyterLab")
+    stored = requests.get(saved["url"], timeout=30,
+                          headers={"Authorization": admin.apikey}).content
+    assert stored == data.encode()
+    page = requests.get(f"{portal.url}/dataset/{dataset['name']}", timeout=30)
+    assert "Trend from JupyterLab" in page.text
