@@ -140,11 +140,15 @@ def run_report(run_id: str) -> None:
     if has_request_context():
         _Run(run_id).execute()
         return
-    from ckan.config.middleware import _internal_test_request_context
-    if _internal_test_request_context is None:
+    # the CLI's app (the worker's) keeps a request context for code outside
+    # requests, e.g. url_for with the site URL; CKAN lines without it work
+    # without one
+    from ckan.config import middleware
+    context = getattr(middleware, "_internal_test_request_context", None)
+    if context is None:
         _Run(run_id).execute()
         return
-    with _internal_test_request_context:
+    with context:
         _Run(run_id).execute()
 
 
