@@ -51,6 +51,10 @@ def jupyternotebook_session_save(context: Context,
         return {"success": False,
                 "msg": tk._("You can only save from your own sessions")}
     replace_id = data_dict.get("replace_resource_id")
+    if replace_id and replace_id != session.get("notebook_resource_id"):
+        return {"success": False, "msg": tk._(
+            "Only the notebook this session was opened from can be replaced;"
+            " save other files as new resources.")}
     try:
         if replace_id:
             tk.check_access("resource_update", _as_caller(context),
