@@ -4,7 +4,6 @@ the dataset's own files in ~/data are as published (issue 12)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -47,7 +46,8 @@ def test_a_session_launched_from_a_v3_notebook_opens_a_valid_v4_copy(bridge, fil
     assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
     nbformat.validate(nb)
     assert nb.cells[0].source == "# Rainfall by station"
-    assert json.loads(on_disk)["metadata"]["orig_nbformat"] == 3
+    assert [c.cell_type for c in nb.cells] == ["markdown", "markdown", "code", "code", "code"]
+    assert nb.cells[3].outputs[0].data["text/plain"] == "25.6"
 
     assert lab.read("demo.ipynb") == V4
     assert lab.read("data/Rainfall_v3.ipynb") == V3
