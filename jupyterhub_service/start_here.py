@@ -21,10 +21,11 @@ import os
 import re
 from pathlib import Path
 
-import nbformat
-from nbformat import v4
-
 from jupyterhub_service.preload import extension_for
+
+# nbformat is imported where it is used: importing it (jsonschema and its
+# format checkers) costs seconds of CPU, and the bridge imports this module
+# before it listens; JupyterHub gives a managed service 10 s to answer.
 
 _KINDS = {
     "csv": "csv",
@@ -40,6 +41,8 @@ _RESERVED_NAMES = {"pd", "json", "Path", "path", "gpd", "data", "display"}
 
 def build_start_here(dataset: dict, files: list[dict]) -> dict:
     """A notebook that opens each of the dataset's files."""
+    from nbformat import v4
+
     title = _md(dataset.get("title") or dataset.get("name") or "Dataset")
     url = str(dataset.get("url") or "")
     link = f"[{title}](<{url}>)" if re.match(r"https?://[^\s<>]+$", url) else title
@@ -83,6 +86,8 @@ def build_start_here(dataset: dict, files: list[dict]) -> dict:
 
 def write_notebook(nb: dict, path: Path) -> None:
     """Validate ``nb`` and write it to ``path`` (replacing any file there)."""
+    import nbformat
+
     node = nbformat.from_dict(nb)
     nbformat.validate(node)
     path = Path(path)
