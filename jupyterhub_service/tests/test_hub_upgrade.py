@@ -47,8 +47,8 @@ def upgrade_stack():
     # a hub and bridge of its own (no CKAN), on ports no other stack uses
     stack = Stack(
         directory=ROOT / ".test-stack-upgrade",
-        ckan_port=5070, hub_port=8070, bridge_port=6070, solr_port=8994,
-        hub_api_port=8071, proxy_api_port=8072, ckan_db="ckan_e2e", redis_db="5",
+        ckan_port=5140, hub_port=8140, bridge_port=6140, solr_port=8994,
+        hub_api_port=8141, proxy_api_port=8142, ckan_db="ckan_e2e", redis_db="5",
         api_token="test-upgrade-token",
     )
     stack.stop()
