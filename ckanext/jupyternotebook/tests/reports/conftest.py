@@ -46,6 +46,10 @@ def editor_and_notebook(clean_db, with_plugins):
 
 
 @pytest.fixture
-def report_queue(clean_queues):
+def report_queue():
+    """The jupyter-reports queue, empty (CKAN 2.10 has no clean_queues)."""
     from ckan.lib import jobs
-    return jobs.get_queue("jupyter-reports")
+    queue = jobs.get_queue("jupyter-reports")
+    queue.empty()
+    yield queue
+    queue.empty()
