@@ -5,7 +5,7 @@
 # (dev/environments.sh, constraints/):
 #
 #   CKAN side, once per older CKAN line (it never talks to a hub):
-#     test_views, test_preview, test_admin in .venvs/ckanX.Y
+#     test_views, test_preview, test_admin, tests/reports in .venvs/ckanX.Y
 #   stack side, per combination: a guest launch, a private launch, the
 #     preview, the admin settings and the docker spawner, through a real
 #     CKAN X.Y portal (.venvs/ckanX.Y) and hub (.venvs/hubN), and what the
@@ -27,7 +27,9 @@ DEFAULT_CKAN=ckan2.12
 PYTEST_ARGS=${PYTEST_ARGS:-}
 CKAN_TESTS=(ckanext/jupyternotebook/tests/test_views.py
             ckanext/jupyternotebook/tests/test_preview.py
-            ckanext/jupyternotebook/tests/test_admin.py)
+            ckanext/jupyternotebook/tests/test_admin.py
+            # the report tables on SQLAlchemy 1.4 (2.10, 2.11) and 2.0
+            ckanext/jupyternotebook/tests/reports)
 STACK_TESTS=(tests/e2e/test_launch_flow.py tests/e2e/test_notebooks_and_admin.py
              tests/docker/test_docker_launch.py jupyterhub_service/tests/test_hub_versions.py)
 STACK_K="anonymous_visitor_lands or private_dataset_but_a_member or preview_renders \
