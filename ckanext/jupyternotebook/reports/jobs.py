@@ -243,8 +243,16 @@ class _Run:
             dataset = tk.get_action("package_show")(
                 dict(context), {"id": notebook["package_id"]})
         except tk.ObjectNotFound:
+            # no use firing the schedule again: paused until the report is
+            # saved again
+            model.Session.execute(
+                sa.update(Report).where(Report.id == report.id)
+                .values(next_run_at=None)
+                .execution_options(synchronize_session=False))
+            model.Session.commit()
             raise RunFailed(tk._(
-                "The notebook resource of this report was removed"))
+                "The notebook resource of this report was removed; its "
+                "schedule is paused"))
         except tk.NotAuthorized:
             raise RunFailed(tk._(
                 "The report's publisher {user} may no longer read this "

@@ -244,3 +244,43 @@ def test_the_api_answers_a_bad_schedule_with_a_409_and_the_message(
     assert response.status_code == 409
     error = response.json["error"]
     assert "five fields" in " ".join(error["schedule"])
+
+
+def test_a_run_of_a_removed_notebook_fails_saying_so_and_pauses_the_schedule(
+        editor_and_notebook, report_queue):
+    from ckanext.jupyternotebook.reports import jobs
+
+    editor, dataset, notebook = editor_and_notebook
+    report = _create(editor, notebook, schedule="* * * * *")
+    run = helpers.call_action("jupyternotebook_report_execute",
+                              {"user": editor["name"], "ignore_auth": False},
+                              id=report["id"])
+    helpers.call_action("resource_delete", {"user": editor["name"], "ignore_auth": False},
+                        id=notebook["id"])
+    jobs.run_report(run["id"])  # as the worker does
+    shown = helpers.call_action("jupyternotebook_report_run_show", {}, id=run["id"])
+    assert shown["status"] == "failed"
+    assert "notebook resource of this report was removed" in shown["error"]["message"]
+    assert shown["published"] == []
+    assert helpers.call_action("jupyternotebook_report_show", {},
+                               id=report["id"])["next_run_at"] is None
+
+
+def test_a_run_whose_publisher_lost_access_fails_before_reaching_the_bridge(
+        editor_and_notebook, report_queue, bridge_down):
+    from ckanext.jupyternotebook.reports import jobs
+
+    editor, dataset, notebook = editor_and_notebook
+    report = _create(editor, notebook)
+    run = helpers.call_action("jupyternotebook_report_execute",
+                              {"user": editor["name"], "ignore_auth": False},
+                              id=report["id"])
+    admin = {"user": factories.Sysadmin()["name"]}
+    helpers.call_action("package_patch", dict(admin), id=dataset["id"], private=True)
+    helpers.call_action("organization_member_delete", dict(admin),
+                        id=dataset["owner_org"], username=editor["name"])
+    jobs.run_report(run["id"])
+    shown = helpers.call_action("jupyternotebook_report_run_show", {}, id=run["id"])
+    assert shown["status"] == "failed"
+    assert (f"publisher {editor['name']} may no longer read this notebook"
+            in shown["error"]["message"])
