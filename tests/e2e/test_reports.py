@@ -196,7 +196,7 @@ def test_a_scheduled_report_publishes_then_replaces_its_results_and_a_failure_pu
     assert [v["view_type"] for v in views] == ["jupyter_notebook"]
 
     # the next period: new uploads of the same two resources
-    second = pub.wait_for_runs(report, 2, timeout=90)[0]
+    second = pub.wait_for_runs(report, 2, timeout=150)[0]
     assert second["status"] == "succeeded", second
     again = pub.published()
     assert {k: r["id"] for k, r in again.items()} == {k: r["id"] for k, r in published.items()}
