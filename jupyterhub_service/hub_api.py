@@ -35,6 +35,8 @@ class HubAPI:
         self.timeout = timeout
         AsyncHTTPClient.configure(None, max_clients=64)
         self.http = AsyncHTTPClient()
+        # the hub's major version, from the header it puts on every answer
+        self.hub_major: int | None = None
 
     async def request(self, method: str, path: str, body=None, allow=(),
                       accept: str = "application/json") -> tuple[int, object]:
@@ -56,6 +58,7 @@ class HubAPI:
             raise HubUnavailable(str(e)) from None
         if resp.code == 599:
             raise HubUnavailable(str(resp.error))
+        self._note_version(resp.headers.get("X-JupyterHub-Version"))
         if resp.code >= 500:
             raise HubUnavailable(f"hub answered {resp.code}")
         data = None
@@ -68,6 +71,12 @@ class HubAPI:
             msg = data.get("message", "") if isinstance(data, dict) else str(data)
             raise HubError(resp.code, msg)
         return resp.code, data
+
+    def _note_version(self, version: str | None) -> None:
+        try:
+            self.hub_major = int((version or "").split(".")[0])
+        except ValueError:
+            pass
 
     @staticmethod
     def _user(name: str) -> str:
@@ -88,8 +97,14 @@ class HubAPI:
         await self.request("DELETE", self._user(name), allow=(404,))
 
     async def start_server(self, name: str, server: str, options: dict) -> int:
+        if self.hub_major is None:
+            await self.version()
+        # JupyterHub 6 takes {"user_options": ...} (a bare body is read as
+        # the options only while it has no "user_options" or "display_name"
+        # key); 5.x takes the options themselves as the body
+        body = {"user_options": options} if (self.hub_major or 0) >= 6 else options
         code, _ = await self.request(
-            "POST", f"{self._user(name)}/servers/{quote(server)}", options, allow=(400,)
+            "POST", f"{self._user(name)}/servers/{quote(server)}", body, allow=(400,)
         )
         return code
 
