@@ -300,7 +300,9 @@ def test_compose_sessions_have_their_disk_limit_and_reach_no_host_port_or_other_
         assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
         homes = stack.storage / "session-homes"
         mounts = {m["Destination"]: m["Source"] for m in container.attrs["Mounts"]}
-        assert mounts["/home/jovyan"] == str(homes / session["id"])
+        home = Path(mounts["/home/jovyan"])  # <homes>/<session id, or the container's name>
+        assert home.parent == homes and (homes / f"{home.name}.ext4").is_file()
+        assert any(f" {home} ext4 " in line for line in open("/proc/self/mounts"))
 
         # positive controls (the session's start wrote the rules): the host
         # reaches its canary, the hub reaches the neighbour
@@ -331,9 +333,9 @@ def test_compose_sessions_have_their_disk_limit_and_reach_no_host_port_or_other_
         assert f"stopped {session['id']}" in stack.ckan_cli("stop", session["id"])
         wait_for(lambda: not session_containers(docker_client, session["id"]), 60,
                  what="the session's container to be removed")
-        wait_for(lambda: not any(session["id"] in p.name for p in homes.iterdir()), 30,
+        wait_for(lambda: not any(home.name in p.name for p in homes.iterdir()), 30,
                  what="the home image to be removed")
-        assert not any(str(homes / session["id"]) in line for line in open("/proc/self/mounts"))
+        assert not any(f" {home} " in line for line in open("/proc/self/mounts"))
     finally:
         host_port.close()
         neighbour.remove(force=True)
