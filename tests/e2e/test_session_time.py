@@ -98,11 +98,15 @@ def test_the_top_bar_shows_the_end_and_follows_the_bridge(bridge, chromium):
 
 
 def test_a_short_session_counts_down_and_warns_a_minute_before_its_end(bridge, chromium):
-    bridge.put_settings(timeout=100)
+    bridge.put_settings(timeout=100, idle_timeout=240)
     sess = bridge.launch("ds-time-warn").json()
     open_in_chromium(chromium, sess)
-    # under two minutes left: the five-minute warning is up at once
-    assert wait_until(lambda: any("ends in" in t for t in toasts(chromium)), timeout=20), toasts(chromium)
+    # under two minutes left: the five-minute warning is up at once, and so
+    # is the idle one (4 minutes without use end it)
+    assert wait_until(lambda: any("ends in" in t and " at " in t for t in toasts(chromium)),
+                      timeout=20), toasts(chromium)
+    assert wait_until(lambda: any("if it stays unused" in t for t in toasts(chromium)),
+                      timeout=20), toasts(chromium)
 
     def seconds_shown():
         m = re.search(r"· (\d+) s left$", top_bar_text(chromium))

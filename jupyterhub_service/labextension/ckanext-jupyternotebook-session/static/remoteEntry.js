@@ -271,30 +271,45 @@
       Notification.info(message + refusals(), { autoClose: false, actions: actions() });
     }
 
+    // The tightest threshold crossed warns once; the wider ones crossed with
+    // it count as warned (a page opened 50 s before the end shows one warning).
+    function crossed(kind, secs) {
+      if (secs === null || secs <= 0) {
+        return null;
+      }
+      var at = WARN_AT.filter(function (t) { return secs <= t; }).pop();
+      if (at === undefined) {
+        return null;
+      }
+      var key = function (t) { return kind + ':' + t; };
+      var fresh = !state.warned[key(at)];
+      WARN_AT.forEach(function (t) {
+        if (t >= at) {
+          state.warned[key(t)] = true;
+        }
+      });
+      return fresh ? at : null;
+    }
+
     function warn() {
       var secs = remaining();
       var idle = idleRemaining();
-      WARN_AT.forEach(function (at) {
-        var key = 'end:' + state.expiresAt + ':' + at;
-        if (secs !== null && secs <= at && secs > 0 && !state.warned[key]) {
-          state.warned[key] = true;
-          Notification.warning(
-            'This session ends in ' + inMinutes(secs) + ' at ' + endText() +
-            '; its changes are then discarded.' + refusals(),
-            { autoClose: false, actions: actions() });
-        }
-        var idleKey = 'idle:' + at;
-        if (idle !== null && idle <= at && idle > 0 && !state.warned[idleKey]) {
-          state.warned[idleKey] = true;
-          Notification.warning(
-            'This session ends in ' + inMinutes(idle) + ' if it stays unused; its changes ' +
-            'are then discarded.' + refusals(),
-            { autoClose: false, actions: actions() });
-        }
-        if (idle !== null && idle > at + 30) {
-          delete state.warned[idleKey]; // in use again: warn again next time
-        }
-      });
+      if (crossed('end:' + state.expiresAt, secs) !== null) {
+        Notification.warning(
+          'This session ends in ' + inMinutes(secs) + ' at ' + endText() +
+          '; its changes are then discarded.' + refusals(),
+          { autoClose: false, actions: actions() });
+      }
+      if (crossed('idle', idle) !== null) {
+        Notification.warning(
+          'This session ends in ' + inMinutes(idle) + ' if it stays unused; its changes ' +
+          'are then discarded.' + refusals(),
+          { autoClose: false, actions: actions() });
+      }
+      if (idle !== null && idle > WARN_AT[0] + 30) {
+        // in use again: warn again when it next falls idle
+        WARN_AT.forEach(function (t) { delete state.warned['idle:' + t]; });
+      }
     }
 
     async function sync() {
