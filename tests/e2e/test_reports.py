@@ -158,7 +158,8 @@ def nothing_left(stack) -> bool:
 def login(portal, name: str) -> Browser:
     browser = Browser()
     page = browser.get(f"{portal.url}/user/login")
-    browser.submit(page, r"/user/login", {"login": name, "password": PASSWORD})
+    # CKAN 2.12's login form posts to its own page (action "")
+    browser.submit(page, r"^$|/user/login", {"login": name, "password": PASSWORD})
     return browser
 
 
