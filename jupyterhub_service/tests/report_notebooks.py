@@ -40,7 +40,8 @@ PARAMETERIZED = notebook_bytes(
 
 FAILING = notebook_bytes("x = 1", "print('before')", "1 / 0", "print('never')")
 
-SLEEPING = notebook_bytes("import time\ntime.sleep(600)")
+SLEEPING = notebook_bytes("open('output/started.txt', 'w').write('started')",
+                          "import time\ntime.sleep(600)")
 
 
 def run_request(files, notebook_path: str, *, run_id: str | None = None,

@@ -76,13 +76,18 @@ def run_uid(stack) -> int:
 
 
 def processes_of(uid: int) -> list[int]:
+    """Processes running as ``uid`` (a zombie, killed and waiting for its
+    parent to collect its exit status, runs nothing and is not counted)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and proc.stat().st_uid == uid:
-                found.append(int(proc.name))
-        except OSError:
+            if not proc.name.isdigit() or proc.stat().st_uid != uid:
+                continue
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
+        if state != "Z":
+            found.append(int(proc.name))
     return found
 
 
@@ -163,17 +168,22 @@ def test_a_failing_notebook_is_failed_with_the_error_of_its_cell(bridge, files, 
     delete(bridge, body["run_id"])
 
 
+def started(stack) -> bool:
+    """The sleeping notebook's first cell ran (the kernel is up)."""
+    return any((d / "home" / "output" / "started.txt").exists() for d in run_dirs(stack))
+
+
 def test_a_run_past_its_time_limit_is_timed_out_and_leaves_no_process(bridge, files, hub_stack):
-    body = run_request(files, "/sleeping.ipynb", time_limit=4)
+    body = run_request(files, "/sleeping.ipynb", time_limit=15)
     start(bridge, body)
-    # papermill and its kernel run in the run's home while it runs
-    assert wait_until(lambda: len(run_processes(hub_stack)) >= 3, timeout=60)
+    # the server, papermill and its kernel run as the run's uid meanwhile
+    assert wait_until(lambda: started(hub_stack), timeout=60)
     uid = run_uid(hub_stack)
     assert len(processes_of(uid)) >= 3
     assert bridge.call("GET", "/api/capacity").json()["sessions"]["active"] == 0
     run = wait_ended(bridge, body["run_id"], timeout=90)
     assert run["status"] == "timed_out", run
-    assert "4 s" in run["message"]
+    assert "limit of 15 s" in run["message"]
     assert nothing_left(hub_stack), (run_dirs(hub_stack), run_processes(hub_stack),
                                      report_hub_users(hub_stack))
     assert processes_of(uid) == []
@@ -183,9 +193,10 @@ def test_a_run_past_its_time_limit_is_timed_out_and_leaves_no_process(bridge, fi
 def test_cancel_kills_the_run_and_removes_its_server_home_and_user(bridge, files, hub_stack):
     body = run_request(files, "/sleeping.ipynb", time_limit=600)
     start(bridge, body)
-    assert wait_until(lambda: len(run_processes(hub_stack)) >= 3, timeout=60)
+    assert wait_until(lambda: started(hub_stack), timeout=60)
     assert report_hub_users(hub_stack)
     uid = run_uid(hub_stack)
+    assert len(processes_of(uid)) >= 3
     delete(bridge, body["run_id"])
     assert nothing_left(hub_stack)
     assert processes_of(uid) == []
