@@ -17,6 +17,7 @@ from typing import Any
 import flask
 
 import ckan.plugins.toolkit as tk
+from ckan import model
 
 from . import hub_client, settings
 
@@ -74,7 +75,7 @@ def session_save_api():
         return _json(503, "hub_unavailable", err.message)
     user = None
     if session.get("user_kind") == "user":
-        user = tk.model.User.get(session.get("user_id") or "")
+        user = model.User.get(session.get("user_id") or "")
     if user is None or user.state != "active":
         return _json(403, "login_required", tk._(
             "Guests cannot save to the portal. Log in with an account that may"
