@@ -27,7 +27,9 @@ def test_reports_lists_a_datasets_reports_with_their_schedule(cli, editor_and_no
     assert report["id"] in result.output
     assert "0 7 * * * Europe/Berlin" in result.output
     listed = cli.invoke(ckan, ["jupyter", "reports", "--json"])
-    assert [r["id"] for r in json.loads(listed.output[listed.output.index("["):])] == [report["id"]]
+    # CKAN 2.10's CLI logs to the same output: the JSON starts at "[\n"
+    body = listed.output[listed.output.index("[\n"):]
+    assert [r["id"] for r in json.loads(body)] == [report["id"]]
     missing = cli.invoke(ckan, ["jupyter", "reports", "--dataset", "no-such-dataset"])
     assert missing.exit_code == 1
     assert "no dataset no-such-dataset" in missing.output
