@@ -10,7 +10,7 @@ from ckan import model
 from ckan.logic import validate
 from ckan.types import Context, DataDict
 
-from .. import hub_client, preview
+from .. import preview
 from . import jobs, schedule, schema
 from .model import ACTIVE, Report, ReportRun, transition, utcnow
 
@@ -283,13 +283,7 @@ def _cancel(run: ReportRun, message: str) -> bool:
     jobs.cancel_job(job_id)
     # the worker also stops the run when it sees the mark; this is for a
     # run whose worker is gone
-    try:
-        hub_client.HubClient.from_config().delete_run(run_id)
-    except hub_client.NotFound:
-        pass
-    except hub_client.BridgeError as err:
-        log.warning("could not stop run %s on the bridge now: %s",
-                    run_id, err)
+    jobs.forget_bridge_run(run_id)
     return True
 
 

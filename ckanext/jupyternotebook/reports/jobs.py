@@ -442,13 +442,22 @@ class _Run:
             model.Session.commit()
 
     def _delete_bridge_run(self) -> None:
-        try:
-            self.client.delete_run(self.run_id)
-        except hub_client.NotFound:
-            pass
-        except hub_client.BridgeError as err:
-            log.warning("report run %s: the bridge did not remove the run: "
-                        "%s", self.run_id, err)
+        forget_bridge_run(self.run_id, self.client)
+
+
+def forget_bridge_run(run_id: str,
+                      client: hub_client.HubClient | None = None) -> None:
+    """Stop the bridge's run if it still runs, and remove what is left of it
+    (its server, container, home, results); a run the bridge does not know
+    is fine."""
+    client = client or hub_client.HubClient.from_config()
+    try:
+        client.delete_run(run_id)
+    except hub_client.NotFound:
+        pass
+    except hub_client.BridgeError as err:
+        log.warning("report run %s: the bridge did not remove the run now "
+                    "(%s); it retries by itself", run_id, err)
 
 
 class _Cancelled(RunFailed):

@@ -99,7 +99,7 @@ def end_lost_runs(now: dt.datetime | None = None) -> list[str]:
                           "The background job of this run was lost (a "
                           "worker stopped, or the queue was emptied)")}):
             log.warning("report run %s: job lost, marked failed", run.id)
-            jobs._Run(run.id)._delete_bridge_run()
+            jobs.forget_bridge_run(run.id)
             ended.append(run.id)
     return ended
 
