@@ -5,9 +5,11 @@ PY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # the combinations `make test-matrix` runs (all but the default)
 MATRIX ?= ckan2.10-hub5 ckan2.10-hub6 ckan2.11-hub5 ckan2.11-hub6 ckan2.12-hub5
-# the tested versions .venv is installed with (CKAN 2.12.0, JupyterHub 5.5.4);
-# constraints/ holds one file per supported line
-DEFAULT_CONSTRAINTS := constraints/hub-5.txt
+# the tested versions .venv is installed with (CKAN 2.12.0, JupyterHub 6.1.1);
+# constraints/ holds one file per supported line. The stamp names the file,
+# so switching lines reinstalls .venv.
+DEFAULT_CONSTRAINTS := constraints/hub-6.txt
+VENV_STAMP := $(VENV)/.installed-$(notdir $(basename $(DEFAULT_CONSTRAINTS)))
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -22,13 +24,14 @@ services: system-deps
 	@bash dev/services.sh
 
 ## The virtual environment: CKAN 2.12, JupyterHub, JupyterLab and this package
-venv: $(VENV)/.installed
-$(VENV)/.installed: setup.py dev-requirements.txt $(DEFAULT_CONSTRAINTS) | system-deps
+venv: $(VENV_STAMP)
+$(VENV_STAMP): setup.py dev-requirements.txt $(DEFAULT_CONSTRAINTS) | system-deps
 	@# Debian's python3: local session servers run as an unprivileged user,
 	@# who cannot reach an interpreter under /root (pyenv and the like)
 	@test -x $(PY) || $$(test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools>=69" wheel
 	$(PY) -m pip install -q -c $(DEFAULT_CONSTRAINTS) -r dev-requirements.txt -e ".[hub,session]"
+	@rm -f $(VENV)/.installed $(VENV)/.installed-*
 	@touch $@
 
 ## Run the whole stack in the foreground (Ctrl-C stops it)

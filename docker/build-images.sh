@@ -10,7 +10,7 @@
 # python:3.11-slim-bookworm when it is present or can be pulled; otherwise
 # FROM a local base made by debootstrap + docker import (docker/base/).
 #
-# Environment: CKAN_VERSION (2.12) and JUPYTERHUB_VERSION (5), a supported
+# Environment: CKAN_VERSION (2.12) and JUPYTERHUB_VERSION (6), a supported
 # line (2.10, 2.11, 2.12; 5, 6: the version constraints/ pins for it) or an
 # exact version (2.11.6, 5.5.4), passed to the Dockerfiles as build arguments
 # (the singleuser image gets the hub's version); FORCE=1 rebuilds; NO_CACHE=1
@@ -43,7 +43,7 @@ exact_version() {  # PACKAGE LINE-OR-VERSION CONSTRAINTS-FILE
     fi
 }
 CKAN_LINE="${CKAN_VERSION:-2.12}"
-HUB_LINE="${JUPYTERHUB_VERSION:-5}"
+HUB_LINE="${JUPYTERHUB_VERSION:-6}"
 CKAN_EXACT="$(exact_version ckan "$CKAN_LINE" "$REPO/constraints/ckan-$CKAN_LINE.txt")"
 HUB_EXACT="$(exact_version jupyterhub "$HUB_LINE" "$REPO/constraints/hub-$HUB_LINE.txt")"
 
