@@ -26,7 +26,7 @@ from .errors import BridgeError
 from .reaper import Reaper
 from .sessions import Sessions
 from .store import Store
-from .user_routes import user_routes
+from .user_routes import visitor_app
 
 log = logging.getLogger("bridge")
 
@@ -257,9 +257,6 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
     from .report_runs import ReportRuns
 
     sessions = Sessions(settings, store, hub)
-    refused = [ipaddress.ip_network(n) for n in refused_networks]
-    # the visitor's own routes under /services/bridge/ (user_routes.py)
-    visitor_routes, visitor_settings = user_routes(sessions, refused)
     return web.Application(
         [
             *REPORT_ROUTES,
@@ -271,7 +268,6 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
             (r"/api/settings", SettingsHandler),
             (r"/api/health", HealthHandler),
             (r"/api/openapi.json", OpenAPIHandler),
-            *visitor_routes,
             (r"/api/workspaces", WorkspacesHandler),
             (r"/api/workspaces/([^/]+)", WorkspaceHandler),
             (r"/api/workspaces/([^/]+)/download", WorkspaceDownloadHandler),
@@ -279,8 +275,7 @@ def make_app(settings: Settings, store: Store, hub: HubAPI,
         sessions=sessions,
         report_runs=ReportRuns(sessions),
         api_token=settings.api_token,
-        refused_networks=refused,
-        **visitor_settings,
+        refused_networks=[ipaddress.ip_network(n) for n in refused_networks],
     )
 
 
@@ -327,6 +322,13 @@ def main() -> None:
     runs = app.settings["report_runs"]
     reaper.reconciler.other_owners.append(runs.owners)
     sessions.runtime.current()  # read once, before serving
+    # The visitor's routes (user_routes.py), on a port of their own that
+    # only the hub's proxy forwards to, are served before the recovery: the
+    # hub waits for its managed service's url before it goes on starting.
+    visitor = visitor_app(sessions, app.settings["refused_networks"])
+    if visitor is not None:
+        visitor.listen(settings.visitor_port, address=settings.bridge_host, **HTTP_SERVER_OPTIONS)
+        log.info("visitor routes on %s:%s", settings.bridge_host, settings.visitor_port)
     recover(reaper)
     IOLoop.current().add_callback(reaper.after_start)
     IOLoop.current().add_callback(runs.resume)

@@ -81,15 +81,15 @@ c.JupyterHub.load_roles = [
 ]
 
 # -- the bridge, a managed service on its own port --------------------------
-# Its `url` makes the proxy route /services/bridge/ to it (the visitor's
-# routes, OAuth-authenticated); the proxy forwards no other path to it, so
-# the internal /api/... stays reachable only on the bridge's own port.
+# Its `url` makes the proxy route /services/bridge/ to it: the visitor's
+# routes (user_routes.py, OAuth-authenticated), which the bridge serves on a
+# port of their own; the internal /api/... is never behind the proxy.
 c.JupyterHub.services = [
     {
         "name": "bridge",
         "command": [sys.executable, "-m", "jupyterhub_service.bridge"],
         "environment": settings_module.service_environment(),
-        "url": s.api_url,
+        "url": s.visitor_url,
         "oauth_no_confirm": True,
         "display": False,
     }

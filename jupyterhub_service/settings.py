@@ -222,6 +222,17 @@ class Settings:
             return "127.0.0.1" if host == "localhost" else "0.0.0.0"
 
     @property
+    def visitor_port(self) -> int:
+        """The port of the visitor's routes (user_routes.py): the bridge's
+        next one, on the same interface. Only the hub's proxy calls it."""
+        return self.bridge_port + 1
+
+    @property
+    def visitor_url(self) -> str:
+        """The URL the hub's proxy forwards /services/bridge/ to."""
+        return f"http://{urlparse(self.api_url).hostname or '127.0.0.1'}:{self.visitor_port}"
+
+    @property
     def storage_root(self) -> Path:
         return Path(self.storage_path) if self.storage_path else self.state_dir / "storage"
 

@@ -381,10 +381,11 @@ def cookie_secret(state_dir: Path) -> bytes:
     return secret
 
 
-def user_routes(sessions, refused_networks=()) -> tuple[list, dict]:
-    """(handlers, application settings) for the visitor's routes, or
-    ``([], {})`` when the hub did not make the bridge an OAuth client
-    (no ``url`` in its service entry, or run outside the hub)."""
+def visitor_app(sessions, refused_networks=()) -> web.Application | None:
+    """The visitor's routes as an application of their own (the bridge
+    serves it on ``visitor_port``, which only the hub's proxy calls), or
+    None when the hub did not make the bridge an OAuth client (no ``url``
+    in its service entry, or run outside the hub)."""
     from traitlets import TraitError
 
     try:
@@ -392,7 +393,7 @@ def user_routes(sessions, refused_networks=()) -> tuple[list, dict]:
         auth.oauth_client_id, auth.api_token  # noqa: B018 (validated on first read)
     except (TraitError, ValueError) as e:
         log.info("no visitor routes: %s", e)
-        return [], {}
+        return None
     prefix = auth.base_url  # JUPYTERHUB_SERVICE_PREFIX, e.g. /services/bridge/
     kwargs = {"sessions": sessions, "hub_auth": auth, "refused_networks": list(refused_networks)}
     server = r"([^/]+)"
@@ -403,4 +404,4 @@ def user_routes(sessions, refused_networks=()) -> tuple[list, dict]:
         (rf"{prefix}session/{server}/download", DownloadHandler, kwargs),
         (rf"{prefix}oauth_callback", OAuthCallbackHandler, {"hub_auth": auth}),
     ]
-    return handlers, {"cookie_secret": cookie_secret(sessions.settings.state_dir)}
+    return web.Application(handlers, cookie_secret=cookie_secret(sessions.settings.state_dir))
