@@ -307,6 +307,8 @@ def test_compose_sessions_have_their_disk_limit_and_reach_no_host_port_or_other_
         # positive controls (the session's start wrote the rules): the host
         # reaches its canary, the hub reaches the neighbour
         socket.create_connection((gateway, host_port.port), timeout=5).close()
+        wait_for(lambda: host_port.hits == 1, 10, interval=0.05,
+                 what="the canary to count the host's connection")
         hits = host_port.hits
         hub_reaches = ("import socket\ntry:\n    socket.create_connection("
                        f"({neighbour_ip!r}, 8000), timeout=5).close()\n    print('open')\n"

@@ -129,6 +129,9 @@ def test_a_session_reaches_the_hub_api_but_no_host_port_gateway_service_or_other
         for port in (on_every_host_address.port, on_the_gateway.port):
             socket.create_connection((gw, port), timeout=5).close()
         socket.create_connection(neighbour, timeout=5).close()
+        # the canaries count in their own threads: wait for both controls
+        wait_for(lambda: on_every_host_address.hits + on_the_gateway.hits == 2, 10,
+                 interval=0.05, what="the canaries to count the host's connections")
         hits = on_every_host_address.hits + on_the_gateway.hits
 
         seen = probe(sessions["confined"], [
