@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 from . import start_here
-from .notebook_upgrade import upgraded_file
 from .preload import ResourceCache, ResourceSpec, populate_data_dir
 from .session_home import give_home_a_uid, home_uid, kill_processes_of, write_file
 from .settings import Settings, parse_bytes
@@ -104,6 +103,9 @@ class Scratch:
             if f.path and f.filename and f.filename.lower().endswith(".ipynb"):
                 # a v3 or repairable notebook opens as the valid v4 copy the
                 # preview showed; a valid one is copied byte for byte
+                # imported here: nbformat (jsonschema's format checkers) costs
+                # seconds of CPU, and the hub gives the bridge ~10 s to answer
+                from .notebook_upgrade import upgraded_file
                 upgraded = upgraded_file(f.path)
                 write_file(home, f.filename, data=upgraded,
                            source=f.path if upgraded is None else None, owner=uid)
