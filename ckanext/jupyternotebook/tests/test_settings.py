@@ -131,7 +131,8 @@ def test_runtime_editable_settings_are_declared_editable():
         "timeout", "idle_timeout", "max_guests", "max_sessions",
         "max_sessions_per_user", "guest_access", "guest_rate_limit",
         "cpu_percent", "memory_limit", "pool_size", "max_guests_per_address",
-        "disk_limit", "session_egress"}
+        "disk_limit", "session_egress", "max_extended_age", "guest_extensions",
+        "persistent_workspaces", "workspace_quota", "workspace_retention_days"}
 
 
 def _configure(**overrides):
