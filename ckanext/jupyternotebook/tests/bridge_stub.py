@@ -28,14 +28,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 
+from jupyterhub_service import settings as bridge_settings
+
 OPENAPI = Path(__file__).resolve().parents[3] / "jupyterhub_service" / "openapi.json"
 
-DEFAULTS = {
-    "timeout": 1200, "idle_timeout": 0, "max_guests": 100, "max_sessions": 200,
-    "max_sessions_per_user": 3, "guest_access": True, "guest_rate_limit": 3,
-    "cpu_percent": 50, "memory_limit": "1G", "pool_size": 0,
-    "max_guests_per_address": 30, "disk_limit": "2G", "session_egress": "public",
-}
+# the real bridge's runtime settings and defaults, so a setting added there
+# is never missing here
+DEFAULTS = {short: bridge_settings.validate_runtime(short, bridge_settings.TABLE[short].default)
+            for short in bridge_settings.RUNTIME_KEYS}
 
 
 def _iso(when: dt.datetime) -> str:
