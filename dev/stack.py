@@ -20,6 +20,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -52,6 +53,32 @@ def answers(url: str, headers: dict | None = None) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def require_free_ports(what: str, *ports: int) -> None:
+    """Refuse to start ``what`` on a port something else already holds: a
+    process left by another stack (a killed test run's hub, say) would
+    otherwise answer in its place, and the tests would talk to it."""
+    def held() -> list[int]:
+        taken = []
+        for port in ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    taken.append(port)
+        return taken
+
+    # a stack that was just stopped may take a moment to let go (the proxy
+    # leaves after the hub)
+    deadline = time.monotonic() + 15
+    while (taken := held()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if taken:
+        raise RuntimeError(
+            f"cannot start {what}: 127.0.0.1 port(s) {', '.join(map(str, taken))} already in use "
+            "(another stack still running? `ss -ltnp` names the process)")
 
 
 def wait_for(what: str, url: str, headers: dict | None = None, timeout: float = 120,
@@ -248,6 +275,7 @@ class Stack:
         return json.loads(out.strip().splitlines()[-1])
 
     def start_ckan(self) -> None:
+        require_free_ports("CKAN", self.ckan_port)
         self.spawn("ckan", [str(CKAN_BIN / "gunicorn"), "--workers", "1", "--threads", "64",
                             "--timeout", "300", "--bind", f"127.0.0.1:{self.ckan_port}",
                             "--chdir", str(ROOT / "dev"), "wsgi:application"],
@@ -284,6 +312,8 @@ class Stack:
     def start_hub(self, *hub_args: str, **env) -> None:
         """``hub_args``: extra command-line options for the hub (a test's
         ``--JupyterHub.api_page_max_limit=2``)."""
+        require_free_ports("the hub", self.hub_port, self.hub_api_port, self.proxy_api_port,
+                           self.bridge_port, self.bridge_port + 1)
         self.spawn("hub", [str(VENV_BIN / "jupyterhub"), "-f",
                            str(ROOT / "jupyterhub_service" / "jupyterhub_config.py"), *hub_args],
                    {**self.hub_env(), **env}, cwd=self.hub_state)
