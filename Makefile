@@ -25,6 +25,9 @@ services: system-deps
 
 ## The virtual environment: CKAN 2.12, JupyterHub, JupyterLab and this package
 venv: $(VENV_STAMP)
+	@# the sessions' JupyterLab extension and overrides: an editable install
+	@# leaves setup.py's data_files out; copied on every run so they follow edits
+	@$(PY) -m jupyterhub_service.lab_files
 $(VENV_STAMP): setup.py dev-requirements.txt $(DEFAULT_CONSTRAINTS) | system-deps
 	@# Debian's python3: local session servers run as an unprivileged user,
 	@# who cannot reach an interpreter under /root (pyenv and the like)

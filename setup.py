@@ -1,19 +1,16 @@
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # The sessions' JupyterLab extension (plain JavaScript, ready to load) and
-# the settings overrides that turn off first-use prompts: installed into the
-# environment's share/jupyter, where the local spawner's sessions find them
-# (the session image copies the same files).
-LABEXTENSION = "ckanext-jupyternotebook-session"
-_LAB_SRC = "jupyterhub_service/labextension"
-LAB_DATA_FILES = [
-    (f"share/jupyter/labextensions/{LABEXTENSION}",
-     [f"{_LAB_SRC}/{LABEXTENSION}/package.json", f"{_LAB_SRC}/{LABEXTENSION}/install.json"]),
-    (f"share/jupyter/labextensions/{LABEXTENSION}/static",
-     [f"{_LAB_SRC}/{LABEXTENSION}/static/remoteEntry.js"]),
-    ("share/jupyter/lab/settings/overrides.d",
-     [f"{_LAB_SRC}/overrides.d/ckanext-jupyternotebook.json"]),
-]
+# the settings overrides that turn off first-use prompts, placed in the
+# environment's share/jupyter by a wheel install; an editable install leaves
+# data_files out, so `make venv` runs `python -m jupyterhub_service.lab_files`
+# (the one list of these files).
+_HERE = Path(__file__).resolve().parent
+LAB_DATA_FILES = runpy.run_path(
+    str(_HERE / "jupyterhub_service" / "lab_files.py"))["data_files"](_HERE)
 
 setup(
     name="ckanext-jupyternotebook",

@@ -57,6 +57,7 @@ ensure() {
     [ -f "$file" ] || { echo "environments: $file is missing" >&2; return 2; }
     want=$(stamp_of "$name")
     if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.installed" 2>/dev/null)" = "$want" ]; then
+        lab_files "$name"
         versions "$name"
         return
     fi
@@ -72,7 +73,14 @@ ensure() {
     esac
     "$venv/bin/pip" check >/dev/null || { "$venv/bin/pip" check; return 1; }
     echo "$want" > "$venv/.installed"
+    lab_files "$name"
     versions "$name"
+}
+
+# The sessions' JupyterLab files into a hub environment: an editable install
+# leaves setup.py's data_files out; copied each time so they follow edits.
+lab_files() {
+    case "$1" in hub*) ".venvs/$1/bin/python" -m jupyterhub_service.lab_files >/dev/null ;; esac
 }
 
 freeze() {

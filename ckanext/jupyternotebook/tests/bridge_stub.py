@@ -164,6 +164,7 @@ class BridgeStub:
             "dataset_name": dataset_name, "status": "ready",
             "started_at": _iso(now),
             "expires_at": _iso(now + dt.timedelta(minutes=minutes_left)),
+            "seconds_left": max(0, minutes_left * 60),
             "launch_url": f"{self.hub_url}/hub/login?ticket=t-{session_id}"
                           f"&next=/user/x/{server_name}/lab",
             **fields,
