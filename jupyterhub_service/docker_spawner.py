@@ -43,6 +43,7 @@ from .session_network import (
     ensure_sessions_network,
     network_gateway,
     own_address_towards,
+    task_address,
 )
 from .settings import parse_bytes
 from .spawners import wait_answering
@@ -481,6 +482,28 @@ class SessionSwarmSpawner(SessionContainerSpawner, SwarmSpawner):
         # address. It does not need the IPVS virtual IPs of the routing mesh,
         # which some kernels (this CI's among them) lack.
         return {"mode": "dnsrr"} if self.use_internal_ip else {}
+
+    async def get_ip_and_port(self):
+        """The running task's own address on the sessions network, not the
+        service's name: JupyterHub 6 reaches servers through aiohttp with
+        aiodns, whose c-ares cache keeps a name's answer for its DNS TTL
+        (Docker's is 600 s), so a session relaunched under the same service
+        name was looked for at its predecessor's address until the spawn
+        timed out. The address lasts as long as the task (services are never
+        restarted in place), as a container's does for the docker spawner."""
+        if not self.use_internal_ip:
+            return await super().get_ip_and_port()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            task = await self.get_task()
+            address = task_address(task, self.network_name) if task else None
+            if address:
+                return address, self.port
+            if loop.time() >= deadline:
+                raise RuntimeError(
+                    f"service {self.service_name} has no address on {self.network_name}")
+            await asyncio.sleep(0.2)
 
     def apply_engine_options(self, cpus: float, pids: int) -> None:
         self.cpu_limit = cpus

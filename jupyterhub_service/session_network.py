@@ -72,6 +72,18 @@ def subnets(network: dict) -> list:
     return [ipaddress.ip_network(c["Subnet"], strict=False) for c in configs if c.get("Subnet")]
 
 
+def task_address(task: dict, network_name: str) -> str | None:
+    """A swarm task's IPv4 address on the named network, or None before the
+    task has one."""
+    for attachment in task.get("NetworksAttachments") or []:
+        spec = (attachment.get("Network") or {}).get("Spec") or {}
+        if spec.get("Name") != network_name:
+            continue
+        for cidr in attachment.get("Addresses") or []:
+            return cidr.split("/", 1)[0]
+    return None
+
+
 def network_gateway(network: dict) -> str | None:
     for cfg in (network.get("IPAM") or {}).get("Config") or []:
         gateway = cfg.get("Gateway")
