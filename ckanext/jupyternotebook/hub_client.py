@@ -149,31 +149,9 @@ class HubClient:
         """Stream one file of a session's home into ``dest``; returns its
         size. The bridge refuses (413 ``too_large``) a file bigger than
         ``max_bytes``; bytes past it are refused here too."""
-        url = f"{self.api_url}/api/sessions/{_path(session_id)}/files"
-        try:
-            with self.http.get(url, params={"path": path, "max_bytes": max_bytes},
-                               stream=True, timeout=self.launch_timeout) as response:
-                if not response.ok:
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        body = {}
-                    self._raise_for(response,
-                                    body if isinstance(body, dict) else {})
-                size = 0
-                for chunk in response.iter_content(1 << 16):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise BridgeError(
-                            f"The file is larger than {max_bytes} bytes.",
-                            "too_large", 413)
-                    dest.write(chunk)
-                return size
-        except requests.RequestException as err:
-            log.warning("bridge unreachable: GET %s: %s", url, err)
-            raise HubUnavailable(
-                "The notebook service cannot be reached.",
-                "hub_unavailable") from err
+        return self._download_capped(
+            f"/api/sessions/{_path(session_id)}/files", dest, max_bytes,
+            "The file", params={"path": path, "max_bytes": max_bytes})
 
     # report runs (issue 14)
 
@@ -195,32 +173,9 @@ class HubClient:
         """Stream the executed notebook (``what="notebook"``) or an artifact
         (``what="artifacts/<name>"``) into ``dest``; returns its size.
         BridgeError ``too_large`` past ``max_bytes``."""
-        url = f"{self.api_url}/api/runs/{_path(run_id)}/" + "/".join(
-            _path(part) for part in what.split("/"))
-        try:
-            with self.http.get(url, stream=True,
-                               timeout=self.launch_timeout) as response:
-                if not response.ok:
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        body = {}
-                    self._raise_for(response,
-                                    body if isinstance(body, dict) else {})
-                size = 0
-                for chunk in response.iter_content(1 << 16):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise BridgeError(
-                            f"{what} is larger than {max_bytes} bytes",
-                            "too_large")
-                    dest.write(chunk)
-                return size
-        except requests.RequestException as err:
-            log.warning("bridge unreachable: GET %s: %s", url, err)
-            raise HubUnavailable(
-                "The notebook service cannot be reached.",
-                "hub_unavailable") from err
+        return self._download_capped(
+            f"/api/runs/{_path(run_id)}/" + "/".join(_path(part) for part in what.split("/")),
+            dest, max_bytes, what)
 
     # workspaces (issue 13)
 
@@ -235,9 +190,23 @@ class HubClient:
     def workspace_zip(self, user_id: str) -> Iterator[bytes]:
         """The workspace as a zip, in chunks; errors are raised before the
         first chunk, so a view can still answer with a page."""
-        url = f"{self.api_url}/api/workspaces/{_path(user_id)}/download"
+        response = self._open_stream(f"/api/workspaces/{_path(user_id)}/download")
+
+        def chunks() -> Iterator[bytes]:
+            with response:
+                yield from response.iter_content(1 << 16)
+
+        return chunks()
+
+    # streamed downloads
+
+    def _open_stream(self, path: str, params: dict | None = None) -> requests.Response:
+        """A streamed GET of the bridge whose status is checked: a bridge
+        error is raised (the response closed) before any byte is read."""
+        url = f"{self.api_url}{path}"
         try:
-            response = self.http.get(url, stream=True, timeout=self.launch_timeout)
+            response = self.http.get(url, params=params, stream=True,
+                                     timeout=self.launch_timeout)
         except requests.RequestException as err:
             log.warning("bridge unreachable: GET %s: %s", url, err)
             raise HubUnavailable("The notebook service cannot be reached.",
@@ -249,12 +218,28 @@ class HubClient:
                 body = {}
             response.close()
             self._raise_for(response, body if isinstance(body, dict) else {})
+        return response
 
-        def chunks() -> Iterator[bytes]:
+    def _download_capped(self, path: str, dest: IO[bytes], max_bytes: int,
+                         what: str, params: dict | None = None) -> int:
+        """Stream a bridge download into ``dest``; returns its size.
+        BridgeError ``too_large`` (413) once it passes ``max_bytes``, whatever
+        the bridge said it would send."""
+        response = self._open_stream(path, params)
+        size = 0
+        try:
             with response:
-                yield from response.iter_content(1 << 16)
-
-        return chunks()
+                for chunk in response.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise BridgeError(f"{what} is larger than {max_bytes} bytes.",
+                                          "too_large", 413)
+                    dest.write(chunk)
+        except requests.RequestException as err:
+            log.warning("bridge stream broken: GET %s: %s", path, err)
+            raise HubUnavailable("The notebook service cannot be reached.",
+                                 "hub_unavailable") from err
+        return size
 
     # the sidecar
 

@@ -130,3 +130,38 @@ def test_a_non_json_answer_is_a_bridge_error(stub):
     stub.respond("GET", "/api/capacity", 200, b"<html>proxy page</html>")
     with pytest.raises(BridgeError):
         _client(stub.url).capacity()
+
+
+def test_a_download_within_its_cap_is_written_whole(stub):
+    import io
+    body = bytes(range(256)) * 20
+    stub.respond("GET", "/api/runs/r1/notebook", 200, body,
+                 {"Content-Type": "application/octet-stream"})
+    dest = io.BytesIO()
+    assert _client(stub.url).download_run_file("r1", "notebook", dest, max_bytes=len(body)) \
+        == len(body)
+    assert dest.getvalue() == body
+
+
+def test_a_download_past_its_cap_is_too_large_whatever_the_bridge_sends(stub):
+    import io
+    from ckanext.jupyternotebook.hub_client import BridgeError
+    stub.respond("GET", "/api/sessions/s1/files", 200, b"x" * 5000,
+                 {"Content-Type": "application/octet-stream"})
+    dest = io.BytesIO()
+    with pytest.raises(BridgeError) as caught:
+        _client(stub.url).session_file("s1", "big.bin", dest, max_bytes=1000)
+    assert (caught.value.code, caught.value.status) == ("too_large", 413)
+    assert len(dest.getvalue()) <= 1000
+    assert stub.requests[-1]["query"] == {"path": ["big.bin"], "max_bytes": ["1000"]}
+
+
+def test_a_refused_download_raises_the_bridges_error_before_any_byte(stub):
+    import io
+    from ckanext.jupyternotebook.hub_client import NotFound
+    stub.respond("GET", "/api/runs/r1/artifacts/chart.png", 404,
+                 {"error": "no such artifact", "code": "not_found"})
+    dest = io.BytesIO()
+    with pytest.raises(NotFound):
+        _client(stub.url).download_run_file("r1", "artifacts/chart.png", dest, max_bytes=100)
+    assert dest.getvalue() == b""
