@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -244,6 +245,49 @@ def remove_sessions_network(docker_client, network: str) -> None:
         if n.attrs.get("Driver") == "bridge":
             egress.remove(bridge_interface(n.attrs))
         n.remove()
+
+
+@contextlib.contextmanager
+def docker_stack(name: str, hub_port: int, hub_stack, docker_client, run_id: str, *,
+                 env: dict | None = None, hub_env: dict | None = None,
+                 ckan: dict | None = None):
+    """The repository's hub and bridge with the docker spawner, on ports of
+    the module's own (hub ``hub_port``, its API and proxy API the next two,
+    the bridge ``hub_port - 2000``) and a sessions network of this run's own;
+    no CKAN unless ``ckan`` gives its port and databases, then CKAN too,
+    seeded (yields ``(stack, seed)``). ``hub_stack`` holds the machine's
+    test-stack lock. Afterwards nothing of it is left: processes, session
+    containers, the network and its firewall rules."""
+    from stack import ROOT, Stack
+
+    network = f"jn-test-sessions-{name}-{run_id}"
+    stack = Stack(
+        directory=ROOT / f".test-stack-docker-{name}",
+        hub_port=hub_port, bridge_port=hub_port - 2000,
+        hub_api_port=hub_port + 1, proxy_api_port=hub_port + 2,
+        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
+        **(ckan or {}),
+        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
+                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
+                   **(env or {}),
+                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
+    )
+    stack.stop()
+    for stale in ("storage", "hub", "logs"):
+        shutil.rmtree(stack.directory / stale, ignore_errors=True)
+    stack.prepare()
+    seed = stack.init_ckan() if ckan else None
+    try:
+        stack.start_hub(**(hub_env or {}))
+        if ckan:
+            stack.start_ckan()
+        yield (stack, seed) if ckan else stack
+    finally:
+        stack.stop()
+        for n in docker_client.networks.list(names=[network]):
+            for container in docker_client.containers.list(all=True, filters={"network": n.id}):
+                container.remove(force=True)
+        remove_sessions_network(docker_client, network)
 
 
 def session_containers(docker_client, session_id: str) -> list:

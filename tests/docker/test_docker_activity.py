@@ -6,14 +6,12 @@ idle."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import threading
 import time
 
 import pytest
 
-from session_harness import remove_sessions_network, session_containers
-from stack import ROOT, Stack
+from session_harness import docker_stack, session_containers
 from testing import Bridge, open_lab, wait_until
 
 pytestmark = pytest.mark.docker
@@ -23,26 +21,8 @@ pytestmark = pytest.mark.docker
 def docker_hub(images, hub_stack, docker_client, run_id):
     """Hub + bridge with the docker spawner and the repository's hub
     configuration (no CKAN: the bridge is called directly)."""
-    network = f"jn-test-sessions-activity-{run_id}"
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker-activity",
-        hub_port=8085, bridge_port=6085, hub_api_port=8086, proxy_api_port=8087,
-        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub()
-    yield stack
-    stack.stop()
-    for n in docker_client.networks.list(names=[network]):
-        for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, network)
+    with docker_stack("activity", 8085, hub_stack, docker_client, run_id) as stack:
+        yield stack
 
 
 def test_a_kernel_running_a_silent_cell_keeps_a_docker_session_active(

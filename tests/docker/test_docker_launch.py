@@ -4,42 +4,22 @@ session leaves nothing of it behind."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from session_harness import assert_confined, remove_sessions_network, session_containers
-from stack import ROOT, Stack
+from session_harness import assert_confined, docker_stack, session_containers
+from stack import ROOT
 from testing import Bridge, Browser, Lab
 
 pytestmark = pytest.mark.docker
 
+
 @pytest.fixture(scope="module")
 def docker_portal(images, hub_stack, docker_client, run_id):
-    # hub_stack holds the machine's test-stack lock; this stack runs beside it
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker",
-        ckan_port=5060, hub_port=8060, bridge_port=6060, solr_port=hub_stack.solr_port,
-        hub_api_port=8061, proxy_api_port=8062, ckan_db="ckan_docker", redis_db="4",
-        api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M", "CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50",
-                   # a network of this run's own, removed at the end
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": f"jn-test-sessions-launch-{run_id}"},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    seed = stack.init_ckan()
-    stack.start_hub(JUPYTERNOTEBOOK_REAPER_INTERVAL="1")
-    stack.start_ckan()
-    yield stack, seed
-    stack.stop()
-    for network in docker_client.networks.list(names=[f"jn-test-sessions-launch-{run_id}"]):
-        for container in docker_client.containers.list(all=True, filters={"network": network.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, f"jn-test-sessions-launch-{run_id}")
+    with docker_stack("launch", 8060, hub_stack, docker_client, run_id,
+                      env={"CKAN_JUPYTERHUB_PERCENTAGE_CPU": "50"},
+                      hub_env={"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"},
+                      ckan={"ckan_port": 5060, "ckan_db": "ckan_docker", "redis_db": "4"}) as stack_and_seed:
+        yield stack_and_seed
 
 
 def test_a_launch_through_ckan_runs_in_a_limited_container_and_ends_without_a_trace(

@@ -5,12 +5,9 @@ still runs. A container no record owns is removed by the reaper."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from session_harness import remove_sessions_network, session_containers
-from stack import ROOT, Stack
+from session_harness import docker_stack, session_containers
 from testing import Bridge, open_lab, wait_until
 
 pytestmark = pytest.mark.docker
@@ -22,26 +19,9 @@ HUB_ENV = {"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"}
 def docker_hub(images, hub_stack, docker_client, run_id):
     """Hub + bridge with the docker spawner (no CKAN: the bridge is called
     directly); hub_stack holds the machine's test-stack lock."""
-    network = f"jn-test-sessions-restart-{run_id}"
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker-restart",
-        hub_port=8065, bridge_port=6065, hub_api_port=8066, proxy_api_port=8067,
-        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub(**HUB_ENV)
-    yield stack
-    stack.stop()
-    for n in docker_client.networks.list(names=[network]):
-        for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, network)
+    with docker_stack("restart", 8065, hub_stack, docker_client, run_id,
+                      hub_env=HUB_ENV) as stack:
+        yield stack
 
 
 def test_a_hub_restart_keeps_docker_sessions_running_with_their_files(

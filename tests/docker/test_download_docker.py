@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import zipfile
 
 import pytest
 
-from session_harness import remove_sessions_network
-from stack import ROOT, Stack
+from session_harness import docker_stack
 from testing import Bridge, open_lab, server_path
 
 pytestmark = pytest.mark.docker
@@ -24,26 +22,8 @@ NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 def docker_hub(images, hub_stack, docker_client, run_id):
     """Hub + bridge with the docker spawner (no CKAN: the bridge is called
     directly)."""
-    network = f"jn-test-sessions-download-{run_id}"
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker-download",
-        hub_port=8115, bridge_port=6115, hub_api_port=8116, proxy_api_port=8117,
-        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub()
-    yield stack
-    stack.stop()
-    for n in docker_client.networks.list(names=[network]):
-        for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, network)
+    with docker_stack("download", 8115, hub_stack, docker_client, run_id) as stack:
+        yield stack
 
 
 def test_download_zips_the_containers_home_without_links_or_data(docker_hub):

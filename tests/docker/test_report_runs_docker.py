@@ -8,13 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from session_harness import assert_confined, remove_sessions_network
-from stack import ROOT, Stack
+from session_harness import assert_confined, docker_stack
 from testing import Bridge, wait_until
 
 from jupyterhub_service.container_labels import LABEL_HUB_USER
@@ -38,26 +36,10 @@ HUB_ENV = {"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"}
 def docker_hub(images, hub_stack, docker_client, run_id):
     """Hub + bridge with the docker spawner (no CKAN: the bridge is called
     directly); hub_stack holds the machine's test-stack lock."""
-    network = f"jn-test-sessions-reports-{run_id}"
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker-reports",
-        hub_port=8105, bridge_port=6105, hub_api_port=8106, proxy_api_port=8107,
-        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
-                   "CKAN_JUPYTERHUB_CPU_PERCENT": "50",
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub(**HUB_ENV)
-    yield stack
-    stack.stop()
-    for n in docker_client.networks.list(names=[network]):
-        for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, network)
+    with docker_stack("reports", 8105, hub_stack, docker_client, run_id,
+                      env={"CKAN_JUPYTERHUB_CPU_PERCENT": "50"},
+                      hub_env=HUB_ENV) as stack:
+        yield stack
 
 
 @pytest.fixture

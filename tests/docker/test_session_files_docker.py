@@ -4,12 +4,9 @@ without following a symlink the session planted."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from session_harness import remove_sessions_network
-from stack import ROOT, Stack
+from session_harness import docker_stack
 from testing import Bridge, open_lab
 
 pytestmark = pytest.mark.docker
@@ -19,26 +16,8 @@ pytestmark = pytest.mark.docker
 def docker_hub(images, hub_stack, docker_client, run_id):
     """Hub + bridge with the docker spawner (no CKAN: the bridge is called
     directly)."""
-    network = f"jn-test-sessions-files-{run_id}"
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker-files",
-        hub_port=8095, bridge_port=6095, hub_api_port=8096, proxy_api_port=8097,
-        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub()
-    yield stack
-    stack.stop()
-    for n in docker_client.networks.list(names=[network]):
-        for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, network)
+    with docker_stack("files", 8095, hub_stack, docker_client, run_id) as stack:
+        yield stack
 
 
 def test_a_file_of_a_containers_home_is_read_and_links_are_refused(docker_hub):

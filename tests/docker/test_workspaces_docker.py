@@ -6,13 +6,11 @@ quota, and goes after the retention period."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import textwrap
 
 import pytest
 
-from session_harness import remove_sessions_network, session_containers
-from stack import ROOT, Stack
+from session_harness import docker_stack, session_containers
 from testing import Bridge, open_lab, wait_until
 
 from jupyterhub_service.store import Store, WorkspaceRecord
@@ -25,28 +23,11 @@ pytestmark = pytest.mark.docker
 def docker_hub(images, hub_stack, docker_client, run_id):
     """Hub + bridge with the docker spawner (no CKAN: the bridge is called
     directly); hub_stack holds the machine's test-stack lock."""
-    network = f"jn-test-sessions-ws-{run_id}"
-    stack = Stack(
-        directory=ROOT / ".test-stack-docker-ws",
-        hub_port=8075, bridge_port=6075, hub_api_port=8076, proxy_api_port=8077,
-        solr_port=hub_stack.solr_port, api_token=hub_stack.token,
-        extra_env={"CKAN_JUPYTERHUB_SPAWNER": "docker", "CKAN_JUPYTERHUB_GUEST_RATE": "1000",
-                   "CKAN_JUPYTERHUB_MEMORY_LIMIT": "512M",
-                   "CKAN_JUPYTERHUB_PERSISTENT_WORKSPACES": "true",
-                   "CKAN_JUPYTERHUB_WORKSPACE_QUOTA": "64M",
-                   "JUPYTERNOTEBOOK_SESSIONS_NETWORK": network},
-    )
-    stack.stop()
-    for stale in ("storage", "hub", "logs"):
-        shutil.rmtree(stack.directory / stale, ignore_errors=True)
-    stack.prepare()
-    stack.start_hub(JUPYTERNOTEBOOK_REAPER_INTERVAL="1")
-    yield stack
-    stack.stop()
-    for n in docker_client.networks.list(names=[network]):
-        for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-            container.remove(force=True)
-    remove_sessions_network(docker_client, network)
+    with docker_stack("ws", 8075, hub_stack, docker_client, run_id,
+                      env={"CKAN_JUPYTERHUB_PERSISTENT_WORKSPACES": "true",
+                           "CKAN_JUPYTERHUB_WORKSPACE_QUOTA": "64M"},
+                      hub_env={"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"}) as stack:
+        yield stack
 
 
 @pytest.fixture
