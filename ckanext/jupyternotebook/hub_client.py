@@ -217,7 +217,7 @@ class HubClient:
             except ValueError:
                 body = {}
             response.close()
-            self._raise_for(response, body if isinstance(body, dict) else {})
+            _raise_for(response, body if isinstance(body, dict) else {})
         return response
 
     def _download_capped(self, path: str, dest: IO[bytes], max_bytes: int,
@@ -283,27 +283,28 @@ class HubClient:
         if response.ok:
             raise BridgeError("The notebook service sent an unexpected "
                               "answer.", "bad_response", response.status_code)
-        self._raise_for(response, body if isinstance(body, dict) else {})
+        _raise_for(response, body if isinstance(body, dict) else {})
 
-    @staticmethod
-    def _raise_for(response: requests.Response, body: dict) -> None:
-        status = response.status_code
-        code = str(body.get("error") or "http_%d" % status)
-        message = str(body.get("message") or response.reason or code)
-        if status == 404:
-            raise NotFound(message)
-        if status == 429:
-            retry_after = _seconds_until(body.get("retry_after"))
-            if retry_after is None:
-                retry_after = _seconds_until(
-                    response.headers.get("Retry-After"))
-            raise CapacityReached(message, code, status, body, retry_after)
-        if status in (502, 503, 504):
-            raise HubUnavailable(message, code, status, body)
-        if status == 401:
-            log.error("the bridge refused CKAN's token; check %s",
-                      settings.key("api_token"))
-        raise BridgeError(message, code, status, body)
+
+def _raise_for(response: requests.Response, body: dict) -> None:
+    """The exception a bridge error answer becomes."""
+    status = response.status_code
+    code = str(body.get("error") or "http_%d" % status)
+    message = str(body.get("message") or response.reason or code)
+    if status == 404:
+        raise NotFound(message)
+    if status == 429:
+        retry_after = _seconds_until(body.get("retry_after"))
+        if retry_after is None:
+            retry_after = _seconds_until(
+                response.headers.get("Retry-After"))
+        raise CapacityReached(message, code, status, body, retry_after)
+    if status in (502, 503, 504):
+        raise HubUnavailable(message, code, status, body)
+    if status == 401:
+        log.error("the bridge refused CKAN's token; check %s",
+                  settings.key("api_token"))
+    raise BridgeError(message, code, status, body)
 
 
 def _path(value: str) -> str:

@@ -69,6 +69,22 @@ def jupyternotebook_session_create(context: Context,
         raise tk.NotAuthorized(
             tk._("You are not allowed to open this notebook"))
 
+    request = _launch_request(context, dataset, readable, notebook_id)
+    client = hub_client.HubClient.from_config()
+    # issue 5: settings saved while the bridge was down (or lost by it) go
+    # out before the launch they should govern; never raises
+    sync.resync(client)
+    with launch_slots.launch_slot():
+        session = client.create_session(request)
+    log.info("jupyter session %s for %s on dataset %s",
+             session.get("id"), request["user"]["kind"], dataset["name"])
+    return session
+
+
+def _launch_request(context: Context, dataset: dict[str, Any],
+                    readable: list[dict[str, Any]],
+                    notebook_id: str | None) -> dict[str, Any]:
+    """The bridge's POST /api/sessions body (openapi.json SessionRequest)."""
     request = {
         "user": _launcher(context),
         "client_ip": identity.client_ip(),
@@ -87,15 +103,7 @@ def jupyternotebook_session_create(context: Context,
     }
     if notebook_id:
         request["notebook_resource_id"] = notebook_id
-    client = hub_client.HubClient.from_config()
-    # issue 5: settings saved while the bridge was down (or lost by it) go
-    # out before the launch they should govern; never raises
-    sync.resync(client)
-    with launch_slots.launch_slot():
-        session = client.create_session(request)
-    log.info("jupyter session %s for %s on dataset %s",
-             session.get("id"), request["user"]["kind"], dataset["name"])
-    return session
+    return request
 
 
 @tk.side_effect_free

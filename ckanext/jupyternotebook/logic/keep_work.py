@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import tempfile
-from typing import Any
+from typing import IO, Any
 
 import ckan.plugins.toolkit as tk
 from ckan.logic import validate
@@ -117,27 +117,7 @@ def jupyternotebook_session_save(context: Context,
     filename = posixpath.basename(data_dict["path"].rstrip("/"))
     name = data_dict.get("name") or filename
 
-    stream = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
-    try:
-        hub_client.HubClient.from_config().session_file(
-            session["id"], data_dict["path"], stream, max_upload_bytes())
-    except hub_client.NotFound:
-        stream.close()
-        raise tk.ObjectNotFound(tk._("There is no such file in the session."))
-    except hub_client.BridgeError as err:
-        stream.close()
-        if err.code == "too_large":
-            raise FileTooLarge({"path": [tk._(
-                "The file is too large to save: this portal accepts files of"
-                " up to {size} MB.").format(
-                    size=tk.config.get("ckan.max_resource_size"))]})
-        if err.code == "bad_path":
-            raise tk.ValidationError({"path": [err.message]})
-        raise
-    except BaseException:
-        stream.close()
-        raise
-    stream.seek(0)
+    stream = _fetch_session_file(session["id"], data_dict["path"])
     upload = FileStorage(stream=stream, filename=filename,
                          content_type="application/octet-stream")
     inner = _as_caller(context)
@@ -162,6 +142,34 @@ def jupyternotebook_session_save(context: Context,
              session["id"], context.get("user"), data_dict["path"],
              saved["id"], session["dataset_id"])
     return saved
+
+
+def _fetch_session_file(session_id: str, path: str) -> IO[bytes]:
+    """The session's file, spooled (to disk past SPOOL_BYTES) and rewound;
+    its errors as the action's: not found, too large for
+    ``ckan.max_resource_size``, a path outside the home."""
+    stream = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    try:
+        hub_client.HubClient.from_config().session_file(
+            session_id, path, stream, max_upload_bytes())
+    except hub_client.NotFound:
+        stream.close()
+        raise tk.ObjectNotFound(tk._("There is no such file in the session."))
+    except hub_client.BridgeError as err:
+        stream.close()
+        if err.code == "too_large":
+            raise FileTooLarge({"path": [tk._(
+                "The file is too large to save: this portal accepts files of"
+                " up to {size} MB.").format(
+                    size=tk.config.get("ckan.max_resource_size"))]})
+        if err.code == "bad_path":
+            raise tk.ValidationError({"path": [err.message]})
+        raise
+    except BaseException:
+        stream.close()
+        raise
+    stream.seek(0)
+    return stream
 
 
 def _as_caller(context: Context) -> Context:
