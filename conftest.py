@@ -8,7 +8,6 @@ Sections:
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,11 +29,7 @@ def pytest_configure(config):
     global _solr_standin
     if _solr_standin is not None:
         return
-    sys.path.insert(0, str(ROOT / "dev"))
-    try:
-        import solr_standin
-    finally:
-        sys.path.pop(0)
+    from dev import solr_standin
     try:
         _solr_standin = solr_standin.start_in_thread(SOLR_STANDIN_PORT)
     except OSError:
@@ -61,10 +56,10 @@ def pytest_unconfigure(config):
 import fcntl  # noqa: E402
 import shutil  # noqa: E402
 
-# dev/ holds the stack launcher and the test helpers (not installed)
-sys.path.insert(0, str(ROOT / "dev"))
-from stack import Stack  # noqa: E402
-from testing import Bridge  # noqa: E402
+# dev/ holds the stack launcher and the test helpers (a package, not
+# installed; pytest puts this conftest's directory, the root, on sys.path)
+from dev.stack import Stack  # noqa: E402
+from dev.testing import Bridge  # noqa: E402
 
 TEST_TOKEN = "test-bridge-token"
 # runtime settings every test starts from

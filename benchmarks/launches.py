@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from stacks import BareHub
-from testing import Bridge, Browser, Lab, server_path
+from dev.testing import Bridge, Browser, Lab, server_path
 
 STATUS_WAIT = 60
 

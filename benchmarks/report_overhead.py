@@ -32,11 +32,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "dev"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the dev package
 
-from stack import Stack  # noqa: E402
-from testing import Bridge  # noqa: E402
+from dev.stack import Stack  # noqa: E402
+from dev.testing import Bridge  # noqa: E402
 
 from jupyterhub_service.tests.fileserver import FileServer, Route  # noqa: E402
 from jupyterhub_service.tests.report_notebooks import (  # noqa: E402

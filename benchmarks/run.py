@@ -41,7 +41,7 @@ from launches import (CKANLauncher, bare_launch, new_bare_user, simultaneously, 
 from stacks import (BENCH_DIR, BRIDGE_TOKEN, CKAN, HUB_TOKEN, BareHub,  # noqa: E402
                     bridge_process, init_ckan, portal_stack, scale_stack, session_servers,
                     tree_memory)
-from testing import Bridge  # noqa: E402
+from dev.testing import Bridge  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3

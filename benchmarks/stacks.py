@@ -22,8 +22,8 @@ import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "dev"))
-from stack import Stack, VENV_BIN, wait_for  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the dev package
+from dev.stack import Stack, VENV_BIN, wait_for  # noqa: E402
 
 BENCH_DIR = ROOT / ".bench-stack"
 HERE = Path(__file__).resolve().parent

@@ -1,16 +1,10 @@
 """The Solr stand-in of dev/ answers as CKAN needs (dev and tests only)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))
-import solr_standin  # noqa: E402
-
-sys.path.pop(0)
+from dev import solr_standin
 
 
 @pytest.fixture

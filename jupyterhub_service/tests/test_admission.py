@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from jupyterhub_service.admission import RateLimiter
-from testing import Bridge
+from dev.testing import Bridge
 
 
 def hub_users(hub_stack) -> set[str]:

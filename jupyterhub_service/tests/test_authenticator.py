@@ -22,7 +22,7 @@ from jupyterhub_service import launch_ticket
 from jupyterhub_service.authenticator import TicketAuthenticator
 from jupyterhub_service.store import PoolRecord, SessionRecord, utcnow
 
-from testing import Lab, forms, wait_until
+from dev.testing import Lab, forms, wait_until
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "jupyterhub_config.py"
 

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 import requests
 
-from testing import wait_until
+from dev.testing import wait_until
 
 from .fileserver import FileServer, Route
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-import stack as stack_module
-from stack import ROOT, Stack
-from testing import Bridge
+from dev import stack as stack_module
+from dev.stack import ROOT, Stack
+from dev.testing import Bridge
 
 HUB5 = ROOT / ".venvs" / "hub5" / "bin"
 HUB6 = ROOT / ".venvs" / "hub6" / "bin"

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from testing import open_lab, wait_until
+from dev.testing import open_lab, wait_until
 
 
 def _time(value: str) -> dt.datetime:

@@ -10,7 +10,7 @@ import requests
 
 from jupyterhub_service import launch_ticket
 
-from testing import xsrf_for
+from dev.testing import xsrf_for
 
 KEY = launch_ticket.ticket_key("secret")
 

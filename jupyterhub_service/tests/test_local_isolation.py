@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from testing import open_lab, wait_until
+from dev.testing import open_lab, wait_until
 
 from .fileserver import FileServer, Route
 

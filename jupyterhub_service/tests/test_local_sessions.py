@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from testing import open_lab, wait_until
+from dev.testing import open_lab, wait_until
 
 from .fileserver import FileServer, Route
 

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import nbformat
 import pytest
 
-from testing import open_lab
+from dev.testing import open_lab
 
 from .fileserver import FileServer, Route
 

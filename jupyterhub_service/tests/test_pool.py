@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from testing import Lab, wait_until
+from dev.testing import Lab, wait_until
 
 from .fileserver import FileServer, Route
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testing import open_lab, wait_until
+from dev.testing import open_lab, wait_until
 
 # what conftest's hub_stack starts the hub with
 HUB_ENV = {"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"}

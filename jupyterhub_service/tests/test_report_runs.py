@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testing import wait_until
+from dev.testing import wait_until
 
 from .fileserver import FileServer, Route
 from .report_notebooks import (

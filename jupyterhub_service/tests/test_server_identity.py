@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from testing import wait_until
+from dev.testing import wait_until
 
 HUB_ENV = {"JUPYTERNOTEBOOK_REAPER_INTERVAL": "1"}
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from testing import Bridge, Lab, wait_until
+from dev.testing import Bridge, Lab, wait_until
 
 
 def running_servers(hub_stack, hub_user: str) -> set[str]:

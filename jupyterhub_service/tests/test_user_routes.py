@@ -11,7 +11,7 @@ import zipfile
 
 import requests
 
-from testing import open_lab, server_path
+from dev.testing import open_lab, server_path
 
 NOTEBOOK = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["edited in the test"]}],
             "metadata": {}, "nbformat": 4, "nbformat_minor": 5}

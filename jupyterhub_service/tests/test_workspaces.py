@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from testing import open_lab, wait_until
+from dev.testing import open_lab, wait_until
 
 from jupyterhub_service.store import Store, WorkspaceRecord
 from jupyterhub_service.workspaces import IN_USE_NOTE, workspace_key

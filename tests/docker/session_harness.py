@@ -258,7 +258,7 @@ def docker_stack(name: str, hub_port: int, hub_stack, docker_client, run_id: str
     seeded (yields ``(stack, seed)``). ``hub_stack`` holds the machine's
     test-stack lock. Afterwards nothing of it is left: processes, session
     containers, the network and its firewall rules."""
-    from stack import ROOT, Stack
+    from dev.stack import ROOT, Stack
 
     network = f"jn-test-sessions-{name}-{run_id}"
     stack = Stack(

@@ -29,7 +29,7 @@ from session_harness import (
     session_containers,
     wait_for,
 )
-from testing import Browser, Lab
+from dev.testing import Browser, Lab
 
 pytestmark = pytest.mark.docker
 

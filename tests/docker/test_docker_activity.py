@@ -12,7 +12,7 @@ import time
 import pytest
 
 from session_harness import docker_stack, session_containers
-from testing import Bridge, open_lab, wait_until
+from dev.testing import Bridge, open_lab, wait_until
 
 pytestmark = pytest.mark.docker
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from session_harness import assert_confined, docker_stack, session_containers
-from stack import ROOT
-from testing import Bridge, Browser, Lab
+from dev.stack import ROOT
+from dev.testing import Bridge, Browser, Lab
 
 pytestmark = pytest.mark.docker
 

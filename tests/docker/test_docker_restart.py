@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from session_harness import docker_stack, session_containers
-from testing import Bridge, open_lab, wait_until
+from dev.testing import Bridge, open_lab, wait_until
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from session_harness import docker_stack
-from testing import Bridge, open_lab, server_path
+from dev.testing import Bridge, open_lab, server_path
 
 pytestmark = pytest.mark.docker
 

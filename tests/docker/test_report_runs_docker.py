@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from session_harness import assert_confined, docker_stack
-from testing import Bridge, wait_until
+from dev.testing import Bridge, wait_until
 
 from jupyterhub_service.container_labels import LABEL_HUB_USER
 from jupyterhub_service.tests.fileserver import FileServer, Route

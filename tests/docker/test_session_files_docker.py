@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from session_harness import docker_stack
-from testing import Bridge, open_lab
+from dev.testing import Bridge, open_lab
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from session_harness import docker_stack, session_containers
-from testing import Bridge, open_lab, wait_until
+from dev.testing import Bridge, open_lab, wait_until
 
 from jupyterhub_service.store import Store, WorkspaceRecord
 from jupyterhub_service.workspaces import workspace_key

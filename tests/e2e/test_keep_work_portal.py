@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from testing import Browser, Lab, open_lab
+from dev.testing import Browser, Lab, open_lab
 
 TOKEN = "test-bridge-token"
 

@@ -9,7 +9,7 @@ import uuid
 
 import requests
 
-from testing import Browser, Lab, wait_until
+from dev.testing import Browser, Lab, wait_until
 
 
 

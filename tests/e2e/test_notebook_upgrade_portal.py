@@ -14,7 +14,7 @@ import nbformat
 import pytest
 import requests
 
-from testing import Browser, Lab
+from dev.testing import Browser, Lab
 
 V3 = (Path(__file__).resolve().parents[2] / "ckanext" / "jupyternotebook" / "tests" / "data"
       / "v3_rainfall.ipynb").read_bytes()

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from testing import Browser, Lab
+from dev.testing import Browser, Lab
 
 P = "ckanext.jupyternotebook."
 

@@ -17,7 +17,6 @@ server of the run's own).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import time
@@ -29,8 +28,8 @@ import pytest
 import requests
 from nbformat.v4 import new_code_cell, new_notebook
 
-from stack import CKAN_BIN
-from testing import Browser, wait_until
+from dev.stack import CKAN_BIN
+from dev.testing import Browser, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Reports-pass-1234"

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from testing import Browser
+from dev.testing import Browser
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

@@ -11,7 +11,7 @@ import zipfile
 
 import requests
 
-from testing import open_lab, wait_until
+from dev.testing import open_lab, wait_until
 
 TIME = ".jp-ckan-session-time"
 TOAST = ".jp-toast-message"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from testing import Browser, Lab, open_lab
+from dev.testing import Browser, Lab, open_lab
 
 P = "ckanext.jupyternotebook."
 PASSWORD = "correct-horse-battery-9"

@@ -13,7 +13,7 @@ import pytest
 import ckan.plugins.toolkit as tk
 from ckan.tests import factories
 
-from testing import open_lab
+from dev.testing import open_lab
 
 BRIDGE_TOKEN = "test-bridge-token"
 DEMO_NOTEBOOK = Path(__file__).resolve().parents[1] / "data" / "demo.ipynb"
