@@ -333,6 +333,16 @@ class DownloadHandler(UserHandler):
         return Path(workspaces.disk(ws).path)
 
 
+class ServiceRootHandler(web.RequestHandler):
+    """``/services/bridge/`` itself: the hub checks each service's URL once
+    a minute (``check_services_health``), and a 404 there was logged as a
+    warning every minute. It names nothing and needs no login."""
+
+    def get(self):
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"service": "bridge"})
+
+
 class OAuthCallbackHandler(HubOAuthCallbackHandler):
     """The end of the OAuth round trip: sets this service's cookie."""
 
@@ -398,6 +408,7 @@ def visitor_app(sessions, refused_networks=()) -> web.Application | None:
     kwargs = {"sessions": sessions, "hub_auth": auth, "refused_networks": list(refused_networks)}
     server = r"([^/]+)"
     handlers = [
+        (rf"{prefix}", ServiceRootHandler),
         (rf"{prefix}session/{server}", SessionInfoHandler, kwargs),
         (rf"{prefix}session/{server}/extend", ExtendHandler, kwargs),
         (rf"{prefix}session/{server}/save", SaveHandler, kwargs),

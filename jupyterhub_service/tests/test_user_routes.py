@@ -142,3 +142,12 @@ def test_download_is_the_home_without_data_caches_links_or_special_files(bridge,
     assert not [n for n in names if n.split("/")[0] in ("data", ".cache", ".local")], names
     assert not [n for n in names if "link" in n or "fifo" in n], names
     assert b"root:" not in resp.content
+
+
+def test_the_services_own_url_answers_the_hubs_health_check(hub_stack):
+    # the hub GETs /services/bridge/ once a minute (check_services_health);
+    # it answered 404, logged as a warning each time
+    resp = requests.get(f"{hub_stack.hub_url}/services/bridge/", timeout=30,
+                        allow_redirects=False)
+    assert resp.status_code == 200, (resp.status_code, resp.text[:200])
+    assert resp.json() == {"service": "bridge"}
