@@ -215,6 +215,19 @@ def wait_until(predicate, timeout: float = 60.0, step: float = 0.3) -> bool:
     return False
 
 
+def holds_throughout(predicate, seconds: float, step: float = 0.1) -> bool:
+    """Whether ``predicate`` is true at every sample over ``seconds``: a bound
+    or a "nothing more happens" checked over the whole window, not at one
+    moment after a sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not predicate():
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(step)
+
+
 def xsrf_for(http: requests.Session, path: str) -> str:
     """The _xsrf cookie a browser would send to ``path`` (the hub and each
     server set their own, on their own paths)."""

@@ -29,7 +29,7 @@ import requests
 from nbformat.v4 import new_code_cell, new_notebook
 
 from dev.stack import CKAN_BIN
-from dev.testing import Browser, wait_until
+from dev.testing import Browser, holds_throughout, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Reports-pass-1234"
@@ -285,8 +285,7 @@ def test_a_new_csv_runs_a_report_that_runs_on_data_change_and_its_results_do_not
     assert done["status"] == "succeeded", done
     assert set(pub.published()) == {"", "summary.csv"}
     # its own uploads (two resources created) queued nothing more
-    time.sleep(3)
-    assert len(pub.runs(report)) == 1
+    assert holds_throughout(lambda: len(pub.runs(report)) == 1, seconds=5, step=0.5)
 
 
 def test_cancel_on_the_report_page_stops_a_running_run(
