@@ -4,7 +4,6 @@ session. Timings are never asserted."""
 
 from __future__ import annotations
 
-
 import pytest
 import requests
 
