@@ -32,36 +32,38 @@ import os
 from pathlib import Path
 
 from dockerspawner import DockerSpawner, SwarmSpawner
-from traitlets import Bool, Enum, Int, List, Unicode, default
+from traitlets import Enum, Int, List, Unicode, default
 
 from . import egress, host_namespaces
+from .container_egress import ContainerEgressMixin
+from .container_home import ContainerHomeMixin
 from .container_labels import LABEL_HUB_USER, LABEL_SERVER, LABEL_SESSION
-from .session_disk import HOMES_DIR, KEY, SessionHome
 from .session_network import (
     DEFAULT_NETWORK,
-    bridge_interface,
     ensure_sessions_network,
     network_gateway,
-    own_address_towards,
     task_address,
 )
-from .settings import parse_bytes
+from .session_options import (
+    MIN_DISK,
+    SessionOptionsError,
+    host_dir,
+    session_disk_limit,
+    session_egress_mode,
+    session_environment,
+    session_limits,
+)
 from .spawners import wait_answering
 
 __all__ = [
-    "LABEL_HUB_USER", "LABEL_SERVER", "LABEL_SESSION", "DEFAULT_IMAGE",
+    "LABEL_HUB_USER", "LABEL_SERVER", "LABEL_SESSION", "DEFAULT_IMAGE", "MIN_DISK",
     "SessionOptionsError", "SessionContainerSpawner", "SessionDockerSpawner",
-    "SessionSwarmSpawner", "docker_spawner_config",
+    "SessionSwarmSpawner", "apply_session_options", "docker_spawner_config",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
-MIN_DISK = 64 * 1024**2
-
-
-class SessionOptionsError(ValueError):
-    """user_options that cannot describe a session."""
 
 
 def apply_session_options(spawner, user_options):
@@ -69,9 +71,11 @@ def apply_session_options(spawner, user_options):
     return spawner.map_user_options(user_options or {})
 
 
-class SessionContainerSpawner(DockerSpawner):
+class SessionContainerSpawner(ContainerHomeMixin, ContainerEgressMixin, DockerSpawner):
     """What both container spawners share: settings and the mapping of
-    user_options onto DockerSpawner's traits."""
+    user_options onto DockerSpawner's traits. The home image
+    (container_home.py) and the egress rules (container_egress.py) are
+    enforced by the docker spawner only."""
 
     sessions_network = Unicode(
         DEFAULT_NETWORK,
@@ -141,50 +145,9 @@ class SessionContainerSpawner(DockerSpawner):
 
     cap_drop = List(["ALL"], config=True, help="Linux capabilities dropped from session containers.")
 
-    home_on_image = Bool(
-        False, config=True,
-        help="""Give each session a home of its own size (``disk_limit``): an
-        ext4 image file loop-mounted on the host under ``homes_root``, with a
-        read-only root filesystem and a small tmpfs at /tmp. Needs the hub on
-        the Docker host, as root.""",
-    )
-
-    homes_root = Unicode(
-        config=True,
-        help="Host directory holding the home images (default: <host_storage_root>/session-homes).",
-    )
-
-    @default("homes_root")
-    def _default_homes_root(self):
-        return str(Path(self.host_storage_root or "/var/lib/ckan-jupyter") / HOMES_DIR)
-
-    tmp_size = Unicode("64M", config=True, help="Size of the tmpfs at /tmp (charged to memory).")
-
-    user_site = Unicode(
-        ".local/lib/python3.11/site-packages", config=True,
-        help="""The image's user site-packages, relative to the home: created in
-        every fresh home so that ``pip install`` goes there (the image's venv
-        is read-only) and a running kernel imports it at once.""",
-    )
-
-    enforce_egress = Bool(
-        False, config=True,
-        help="""Apply the host firewall rules of egress.py to the sessions
-        network before each start (needs root on the Docker host, or the host's
-        namespaces from a hub container: host_namespaces.py).""",
-    )
-
-    hub_in_container = Bool(
-        False, config=True,
-        help="""The hub runs in a container on the sessions network (compose):
-        the egress rules let sessions reach the hub container's API port
-        rather than the gateway's.""",
-    )
-
-    # what map_user_options found for the current session
+    # what map_user_options found for the current session (and home_key,
+    # disk_limit: container_home.py)
     session_id = ""
-    home_key = ""
-    disk_limit = 0
     session_egress = "public"
 
     @default("image")
@@ -211,10 +174,11 @@ class SessionContainerSpawner(DockerSpawner):
         The mounts replace any configured ``volumes``: a session container
         gets exactly these binds and no named volume, so removing it (and its
         home) at stop leaves nothing of the session behind."""
-        cpus, memory, pids = self.session_limits(options)
+        cpus, memory, pids = session_limits(
+            options, self.default_cpu_percent, self.default_memory_limit, self.default_pids_limit)
         cpus = min(cpus, await self.engine_cpus())
-        self.disk_limit = self.session_disk_limit(options)
-        self.session_egress = self.session_egress_mode(options)
+        self.disk_limit = session_disk_limit(options, self.default_disk_limit)
+        self.session_egress = session_egress_mode(options, self.default_session_egress)
         self.session_id = str(options.get("session_id", ""))
         self.home_key = self._home_key()
         self.mem_limit = memory
@@ -223,65 +187,15 @@ class SessionContainerSpawner(DockerSpawner):
         open_path = options.get("open_path")
         if open_path:
             self.default_url = "/lab/tree/" + str(open_path).lstrip("/")
-        environment = {
-            "CKAN_SESSION_ID": self.session_id,
-            "CKAN_DATASET_ID": str(options.get("dataset_id", "")),
-            "CKAN_DATASET_NAME": str(options.get("dataset_name", "")),
-            "CKAN_SESSION_EXPIRES_AT": str(options.get("expires_at", "")),
-            # what jupyter-resource-usage and friends read
-            "CPU_LIMIT": str(cpus),
+        self.environment = {
+            **self._configured("environment"),
+            **session_environment(options, self.session_id, cpus),
+            **self.home_environment(),
         }
-        if self.home_on_image:
-            # the venv is on the read-only root: installs go to the home
-            environment.update({"PIP_USER": "1", "PYTHONUSERBASE": f"{self.home_mount}/.local"})
-        self.environment = {**self._configured("environment"), **environment}
         self.apply_engine_options(cpus, pids)
 
     def apply_engine_options(self, cpus: float, pids: int) -> None:
         raise NotImplementedError
-
-    def _host_dir(self, options: dict, key: str) -> str | None:
-        value = options.get(key)
-        if not value:
-            return None
-        path = Path(str(value))
-        if not path.is_absolute():
-            raise SessionOptionsError(f"{key} must be an absolute path: {value!r}")
-        path = Path(os.path.normpath(path))
-        if self.host_storage_root:
-            root = Path(os.path.normpath(self.host_storage_root))
-            if root != path and root not in path.parents:
-                raise SessionOptionsError(f"{key} is outside {root}: {value!r}")
-        return str(path)
-
-    def session_limits(self, options: dict) -> tuple[float, str, int]:
-        """(cpus, memory limit, pids) for this session."""
-        limits = options.get("limits") or {}
-        try:
-            cpus = int(limits.get("cpu_percent") or self.default_cpu_percent) / 100
-            memory = str(limits.get("memory_limit") or self.default_memory_limit)
-            pids = int(limits.get("pids") or self.default_pids_limit)
-        except (TypeError, ValueError) as e:
-            raise SessionOptionsError(f"bad limits {limits!r}: {e}") from None
-        if cpus <= 0 or pids < 16:
-            raise SessionOptionsError(f"bad limits {limits!r}")
-        return cpus, memory, pids
-
-    def session_disk_limit(self, options: dict) -> int:
-        raw = (options.get("limits") or {}).get("disk_limit") or self.default_disk_limit
-        try:
-            size = parse_bytes(raw)
-        except (TypeError, ValueError) as e:
-            raise SessionOptionsError(f"bad disk_limit {raw!r}: {e}") from None
-        if size < MIN_DISK:
-            raise SessionOptionsError(f"disk_limit {raw!r} is below {MIN_DISK // 1024**2}M")
-        return size
-
-    def session_egress_mode(self, options: dict) -> str:
-        mode = (options.get("limits") or {}).get("session_egress") or self.default_session_egress
-        if mode not in egress.MODES:
-            raise SessionOptionsError(f"session_egress must be one of {egress.MODES}: {mode!r}")
-        return mode
 
     def session_volumes(self, options: dict) -> dict:
         """The home (its own filesystem, read-write), the dataset at ~/data
@@ -289,13 +203,13 @@ class SessionContainerSpawner(DockerSpawner):
         volumes = {}
         if self.home_on_image:
             volumes[self.home().mountpoint.as_posix()] = {"bind": self.home_mount, "mode": "rw"}
-        data_dir = self._host_dir(options, "data_dir")
+        data_dir = host_dir(options, "data_dir", self.host_storage_root)
         if data_dir:
             volumes[data_dir] = {"bind": self.data_mount, "mode": "ro"}
-        seed_dir = self._host_dir(options, "home_seed_dir")
+        seed_dir = host_dir(options, "home_seed_dir", self.host_storage_root)
         if seed_dir:
             volumes[seed_dir] = {"bind": self.seed_mount, "mode": "ro"}
-        workspace_dir = self._host_dir(options, "workspace_dir")
+        workspace_dir = host_dir(options, "workspace_dir", self.host_storage_root)
         if workspace_dir:
             # the user's workspace (workspaces.py): only this user's sessions get it
             volumes[workspace_dir] = {"bind": f"{self.home_mount}/work", "mode": "rw"}
@@ -326,38 +240,6 @@ class SessionContainerSpawner(DockerSpawner):
             info = await self.docker("info")
             cls._engine_cpus = float(info.get("NCPU") or os.cpu_count() or 1)
         return cls._engine_cpus
-
-    # -- the home ---------------------------------------------------------
-
-    def _home_key(self) -> str:
-        if KEY.match(self.session_id):
-            return self.session_id
-        return self.object_name
-
-    def home(self) -> SessionHome:
-        return SessionHome(self.homes_root, self.home_key)
-
-    async def create_home(self) -> None:
-        home = self.home()
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: home.create(self.disk_limit, skeleton=(self.user_site,)))
-
-    async def remove_home(self) -> None:
-        if not getattr(self, "home_key", ""):
-            return
-        home = self.home()
-        await asyncio.get_running_loop().run_in_executor(None, home.remove)
-
-    def get_state(self):
-        state = super().get_state()
-        if getattr(self, "home_key", "") and self.home_on_image:
-            state["home_key"] = self.home_key
-        return state
-
-    def load_state(self, state):
-        super().load_state(state)
-        if state.get("home_key"):
-            self.home_key = state["home_key"]
 
     # -- start ------------------------------------------------------------
 
@@ -394,11 +276,8 @@ class SessionDockerSpawner(SessionContainerSpawner):
             "cap_drop": list(self.cap_drop),
             "security_opt": ["no-new-privileges:true"],
             "privileged": False,
+            **self.read_only_root(),
         }
-        if self.home_on_image:
-            # the home is the only place a session writes to disk
-            host["read_only"] = True
-            host["tmpfs"] = {"/tmp": f"size={self.tmp_size},mode=1777,nosuid,nodev"}
         self.extra_host_config = host
         configured = self._configured("extra_create_kwargs")
         self.extra_create_kwargs = {
@@ -436,32 +315,6 @@ class SessionDockerSpawner(SessionContainerSpawner):
         if self.home_on_image:
             await self._wait_container_gone()
             await self.remove_home()
-
-    async def _wait_container_gone(self, timeout: float = 30) -> None:
-        """The container holds the home's mount until the engine has removed
-        it (``auto_remove`` may still be at it)."""
-        import docker
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            try:
-                await self.docker("inspect_container", self.object_name)
-            except docker.errors.NotFound:
-                return
-            await asyncio.sleep(0.2)
-        self.log.warning("container %s still there after %ss", self.object_name, timeout)
-
-    async def apply_egress(self) -> None:
-        network = await self.docker("inspect_network", self.network_name)
-        gateway = network_gateway(network)
-        # the hub's address as the sessions see it: the gateway (the host),
-        # or this container's own address on the sessions network
-        hub_ip = own_address_towards(gateway) if self.hub_in_container else gateway
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: egress.apply(bridge_interface(network), hub_ip, self.hub.port,
-                                       self.session_egress,
-                                       hub_in_container=self.hub_in_container))
 
 
 class SessionSwarmSpawner(SessionContainerSpawner, SwarmSpawner):
@@ -542,22 +395,45 @@ def docker_spawner_config(
     with the hub in a container on that network (compose, swarm), sessions
     reach it by its container name.
     """
-    import docker
-
     swarm = settings.spawner == "swarm"
+    network = _sessions_network_name(settings)
+    cls = SessionSwarmSpawner if swarm else SessionDockerSpawner
+    c.JupyterHub.spawner_class = cls
+    spawner_cfg = c[cls.__name__]
+    _session_defaults(spawner_cfg, settings, network)
+
+    # Said, not guessed: /.dockerenv also exists on hosts that are
+    # themselves containers (CI machines, dev containers).
+    if hub_in_container is None:
+        hub_in_container = bool(getattr(settings, "hub_connect_host", ""))
+    hub_host = hub_host or getattr(settings, "hub_connect_host", "")
+    on_host = _confined_on_host(swarm, hub_in_container)
+    spawner_cfg.home_on_image = on_host
+    spawner_cfg.enforce_egress = on_host
+    spawner_cfg.hub_in_container = bool(hub_in_container)
+    if on_host:
+        egress.prune()
+    _connect_hub_and_sessions(c, spawner_cfg, network, swarm=swarm,
+                              hub_in_container=hub_in_container, hub_host=hub_host)
+    return c
+
+
+def _sessions_network_name(settings) -> str:
     network = getattr(settings, "sessions_network", "") or DEFAULT_NETWORK
     backend = getattr(settings, "network", "")
     if backend and backend == network:
         raise ValueError(
             f"the sessions network must not be the portal backend network ({backend})"
         )
-    image = getattr(settings, "singleuser_image", "") or DEFAULT_IMAGE
-    cls = SessionSwarmSpawner if swarm else SessionDockerSpawner
-    c.JupyterHub.spawner_class = cls
-    spawner_cfg = c[cls.__name__]
+    return network
+
+
+def _session_defaults(spawner_cfg, settings, network: str) -> None:
+    """The image, network and limits a session gets when its user_options
+    say nothing else."""
     # class-specific, so that it wins over any c.Spawner.apply_user_options
     spawner_cfg.apply_user_options = apply_session_options
-    spawner_cfg.image = image
+    spawner_cfg.image = getattr(settings, "singleuser_image", "") or DEFAULT_IMAGE
     spawner_cfg.sessions_network = network
     spawner_cfg.network_name = network
     spawner_cfg.default_cpu_percent = int(settings.cpu_percent)
@@ -568,13 +444,11 @@ def docker_spawner_config(
     if storage_root:
         spawner_cfg.host_storage_root = str(Path(storage_root).resolve())
 
-    # Said, not guessed: /.dockerenv also exists on hosts that are
-    # themselves containers (CI machines, dev containers).
-    if hub_in_container is None:
-        hub_in_container = bool(getattr(settings, "hub_connect_host", ""))
-    hub_host = hub_host or getattr(settings, "hub_connect_host", "")
-    # root in the Docker host's namespaces: loop mounts where the engine sees
-    # them and the host's firewall (a hub container enters them: compose)
+
+def _confined_on_host(swarm: bool, hub_in_container: bool) -> bool:
+    """Whether the hub acts as root in the Docker host's namespaces: loop
+    mounts where the engine sees them and the host's firewall (a hub
+    container enters them: compose). Says so when sessions go unconfined."""
     on_host = not swarm and (not hub_in_container or host_namespaces.entered())
     if on_host and os.geteuid() != 0:
         log.warning("the hub does not run as root: neither disk_limit nor session_egress "
@@ -587,11 +461,15 @@ def docker_spawner_config(
     if not on_host and not swarm:
         log.warning("session containers are NOT confined to the hub and the public internet "
                     "(session_egress) and have no disk_limit: see docker/README.md")
-    spawner_cfg.home_on_image = on_host
-    spawner_cfg.enforce_egress = on_host
-    spawner_cfg.hub_in_container = bool(hub_in_container)
-    if on_host:
-        egress.prune()
+    return on_host
+
+
+def _connect_hub_and_sessions(c, spawner_cfg, network: str, *, swarm: bool,
+                              hub_in_container: bool, hub_host: str) -> None:
+    """Create the sessions network if missing, and set where the hub listens
+    and the address sessions reach it at."""
+    import docker
+
     client = docker.APIClient(version="auto")
     try:
         net = ensure_sessions_network(client, network, swarm=swarm)
@@ -614,4 +492,3 @@ def docker_spawner_config(
             c.JupyterHub.hub_connect_ip = gateway
     finally:
         client.close()
-    return c
