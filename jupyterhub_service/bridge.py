@@ -320,7 +320,7 @@ def main() -> None:
         remove_engine_orphans = remove_orphans
     reaper = Reaper(sessions, remove_engine_orphans)
     runs = app.settings["report_runs"]
-    reaper.reconciler.other_owners.append(runs.owners)
+    reaper.reconciler.other_owners.append(runs.servers.owners)
     sessions.runtime.current()  # read once, before serving
     # The visitor's routes (user_routes.py), on a port of their own that
     # only the hub's proxy forwards to, are served before the recovery: the
@@ -336,7 +336,7 @@ def main() -> None:
     log.info("bridge listening on %s:%s", settings.bridge_host, settings.bridge_port)
     PeriodicCallback(lambda: asyncio.ensure_future(reaper.run_once()),
                      settings.reaper_interval * 1000).start()
-    PeriodicCallback(lambda: asyncio.ensure_future(runs.housekeeping()), 5000).start()
+    PeriodicCallback(lambda: asyncio.ensure_future(runs.servers.housekeeping()), 5000).start()
     try:
         IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stops its services with SIGINT
