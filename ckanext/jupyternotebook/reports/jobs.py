@@ -4,19 +4,16 @@ The job runs as the report's publisher: their rights are checked when it
 runs, not when the report was set up, and it stops with a clear error when
 they are gone. It asks the bridge to run the notebook in a session of its
 own (``POST /api/runs``), waits for the end, and on success publishes the
-executed notebook and each artifact as resources of the dataset, as new
-uploads of the same resources on later runs. A failed, timed-out or
-cancelled run publishes nothing. Whatever happens, the bridge's run is
+executed notebook and each artifact as resources of the dataset
+(``publish``), as new uploads of the same resources on later runs. A
+failed, timed-out or cancelled run publishes nothing. How the run ended goes
+into its history (``history``). Whatever happens, the bridge's run is
 deleted at the end (its server, container and home go with it).
 """
 from __future__ import annotations
 
 import logging
-import mimetypes
-import re
-import tempfile
 import time
-from pathlib import PurePosixPath
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +23,9 @@ import ckan.plugins.toolkit as tk
 from ckan import model
 
 from .. import hub_client
+from .history import Cancelled, RunFailed, error_of, finish
 from .model import Report, ReportRun, transition, utcnow
+from .publish import REPORT_ID, Publication, report_stem
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +35,6 @@ MARGIN = 300
 POLL_SECONDS = 1.0
 #: how long the bridge may stay unreachable during a run
 BRIDGE_PATIENCE = 60
-
-ORIGIN = "jupyternotebook_origin"
-REPORT_ID = "jupyternotebook_report_id"
-ARTIFACT = "jupyternotebook_artifact"
-NOTEBOOK_ARTIFACT = ""
-
-
-class RunFailed(Exception):
-    """The run cannot go on; ``message`` is for the run history."""
-
-    def __init__(self, message: str, status: str = "failed",
-                 **details: Any):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.details = details
 
 
 # --------------------------------------------------------------------------
@@ -152,6 +135,58 @@ def run_report(run_id: str) -> None:
         _Run(run_id).execute()
 
 
+# --------------------------------------------------------------------------
+# who runs it
+
+
+def _publisher(report: Report) -> tuple[dict, Any]:
+    """The context the run acts in, as the report's publisher, and their
+    user; RunFailed once their account is gone."""
+    user = model.User.get(report.created_by)
+    if user is None or user.state != "active":
+        raise RunFailed(tk._(
+            "The report's publisher no longer has an active account; "
+            "set the report up again as a user who may edit the "
+            "dataset"))
+    return {"user": user.name, "ignore_auth": False}, user
+
+
+def _check_rights(report: Report, context: dict,
+                  user: Any) -> tuple[dict, dict]:
+    """The notebook resource and its dataset, when the publisher may still
+    read the one and edit the other; RunFailed saying why not."""
+    try:
+        notebook = tk.get_action("resource_show")(
+            dict(context), {"id": report.resource_id})
+        dataset = tk.get_action("package_show")(
+            dict(context), {"id": notebook["package_id"]})
+    except tk.ObjectNotFound:
+        # no use firing the schedule again: paused until the report is
+        # saved again
+        model.Session.execute(
+            sa.update(Report).where(Report.id == report.id)
+            .values(next_run_at=None)
+            .execution_options(synchronize_session=False))
+        model.Session.commit()
+        raise RunFailed(tk._(
+            "The notebook resource of this report was removed; its "
+            "schedule is paused"))
+    except tk.NotAuthorized:
+        raise RunFailed(tk._(
+            "The report's publisher {user} may no longer read this "
+            "notebook (was the dataset made private, or were they "
+            "removed from its organization?)").format(user=user.name))
+    try:
+        tk.check_access("resource_update", dict(context),
+                        {"id": report.resource_id})
+    except tk.NotAuthorized:
+        raise RunFailed(tk._(
+            "The report's publisher {user} may no longer edit this "
+            "dataset, so the run cannot publish its results").format(
+                user=user.name))
+    return notebook, dataset
+
+
 class _Run:
     def __init__(self, run_id: str):
         self.run_id = run_id
@@ -177,27 +212,27 @@ class _Run:
         try:
             outcome = self._run(report)
         except RunFailed as err:
-            self._finish(err.status, error={"message": err.message,
-                                            **err.details})
+            finish(self.run_id, err.status,
+                   error={"message": err.message, **err.details})
         except Exception as err:
             if type(err).__name__ == "JobTimeoutException":
-                self._finish("timed_out", error={"message": tk._(
+                finish(self.run_id, "timed_out", error={"message": tk._(
                     "The run took longer than its time limit of {limit} s "
                     "and was stopped").format(limit=self.time_limit)})
             else:
                 log.exception("report run %s failed", self.run_id)
-                self._finish("failed", error={"message": tk._(
+                finish(self.run_id, "failed", error={"message": tk._(
                     "The run stopped on an internal error: {error}").format(
                         error=f"{type(err).__name__}: {err}")})
         else:
-            self._finish(*outcome)
+            finish(self.run_id, *outcome)
         finally:
-            self._delete_bridge_run()
+            forget_bridge_run(self.run_id, self.client)
 
     def _run(self, report: Report) -> tuple:
-        context, user = self._publisher(report)
-        notebook, dataset = self._check_rights(report, context, user)
-        self.stem = _stem(notebook)
+        context, user = _publisher(report)
+        notebook, dataset = _check_rights(report, context, user)
+        stem = report_stem(notebook)
         request = self._request(context, user, dataset, notebook)
         self._check_not_cancelled()
         try:
@@ -216,57 +251,14 @@ class _Run:
         final = self._wait()
         status = final.get("status")
         if status != "succeeded":
-            return status, _error_of(final, self.time_limit), []
+            return status, error_of(final, self.time_limit), []
         # the publisher's rights again: the run may have taken long
-        context, user = self._publisher(report)
-        notebook, dataset = self._check_rights(report, context, user)
+        context, user = _publisher(report)
+        notebook, dataset = _check_rights(report, context, user)
         self._check_not_cancelled()
-        published = self._publish(context, dataset, notebook, final)
-        return "succeeded", None, published
-
-    # -- who runs it -----------------------------------------------------
-
-    def _publisher(self, report: Report) -> tuple[dict, Any]:
-        user = model.User.get(report.created_by)
-        if user is None or user.state != "active":
-            raise RunFailed(tk._(
-                "The report's publisher no longer has an active account; "
-                "set the report up again as a user who may edit the "
-                "dataset"))
-        return {"user": user.name, "ignore_auth": False}, user
-
-    def _check_rights(self, report: Report, context: dict,
-                      user: Any) -> tuple[dict, dict]:
-        try:
-            notebook = tk.get_action("resource_show")(
-                dict(context), {"id": report.resource_id})
-            dataset = tk.get_action("package_show")(
-                dict(context), {"id": notebook["package_id"]})
-        except tk.ObjectNotFound:
-            # no use firing the schedule again: paused until the report is
-            # saved again
-            model.Session.execute(
-                sa.update(Report).where(Report.id == report.id)
-                .values(next_run_at=None)
-                .execution_options(synchronize_session=False))
-            model.Session.commit()
-            raise RunFailed(tk._(
-                "The notebook resource of this report was removed; its "
-                "schedule is paused"))
-        except tk.NotAuthorized:
-            raise RunFailed(tk._(
-                "The report's publisher {user} may no longer read this "
-                "notebook (was the dataset made private, or were they "
-                "removed from its organization?)").format(user=user.name))
-        try:
-            tk.check_access("resource_update", dict(context),
-                            {"id": report.resource_id})
-        except tk.NotAuthorized:
-            raise RunFailed(tk._(
-                "The report's publisher {user} may no longer edit this "
-                "dataset, so the run cannot publish its results").format(
-                    user=user.name))
-        return notebook, dataset
+        publication = Publication(self.client, self.run_id, self.report_id,
+                                  stem, context, dataset, notebook)
+        return "succeeded", None, publication.publish(final)
 
     def _request(self, context: dict, user: Any, dataset: dict,
                  notebook: dict) -> dict:
@@ -274,7 +266,7 @@ class _Run:
 
         readable = []
         for resource in dataset.get("resources", []):
-            if resource.get("jupyternotebook_report_id") == self.report_id:
+            if resource.get(REPORT_ID) == self.report_id:
                 continue  # its own previous results are not its input
             try:
                 tk.check_access("resource_show", dict(context),
@@ -308,7 +300,7 @@ class _Run:
 
     def _check_not_cancelled(self) -> None:
         if self._status_in_db() != "running":
-            raise _Cancelled()
+            raise Cancelled()
 
     def _wait(self) -> dict:
         # the bridge kills the run at its time limit; this deadline only
@@ -339,111 +331,6 @@ class _Run:
                 return {"status": "timed_out"}
             time.sleep(POLL_SECONDS)
 
-    # -- publishing --------------------------------------------------------
-
-    def _publish(self, context: dict, dataset: dict, notebook: dict,
-                 final: dict) -> list[str]:
-        cap = int(tk.config.get("ckan.max_resource_size") or 0) * 1024 * 1024
-        cap = cap or 2 ** 40
-        existing = {
-            r.get(ARTIFACT, ""): r for r in dataset.get("resources", [])
-            if r.get(REPORT_ID) == self.report_id}
-        published = []
-        with tempfile.TemporaryDirectory(prefix="jupyter-report-") as tmp:
-            files = [(NOTEBOOK_ARTIFACT, "notebook",
-                      f"{self.stem}-report.ipynb")]
-            for artifact in final.get("artifacts") or []:
-                name = str(artifact.get("name") or "")
-                if artifact.get("skipped") or not _safe_name(name):
-                    log.warning("report run %s: artifact %r not published "
-                                "(%s)", self.run_id, name,
-                                artifact.get("skipped") or "bad name")
-                    continue
-                files.append((name, f"artifacts/{name}", name))
-            downloaded = []
-            for key, what, filename in files:
-                path = PurePosixPath(tmp) / f"{len(downloaded)}"
-                with open(path, "wb") as out:
-                    try:
-                        self.client.download_run_file(self.run_id, what, out,
-                                                      cap)
-                    except hub_client.BridgeError as err:
-                        if key == NOTEBOOK_ARTIFACT:
-                            raise RunFailed(tk._(
-                                "The executed notebook could not be fetched: "
-                                "{error}").format(error=err.message))
-                        log.warning("report run %s: artifact %s skipped: %s",
-                                    self.run_id, key, err)
-                        continue
-                downloaded.append((key, filename, str(path)))
-            # everything is fetched before anything is published
-            for key, filename, path in downloaded:
-                published.append(self._upload(
-                    context, dataset, notebook, existing.get(key), key,
-                    filename, path))
-        return published
-
-    def _upload(self, context: dict, dataset: dict, notebook: dict,
-                current: dict | None, key: str, filename: str,
-                path: str) -> str:
-        from werkzeug.datastructures import FileStorage
-
-        is_notebook = key == NOTEBOOK_ARTIFACT
-        mimetype = "application/x-ipynb+json" if is_notebook else (
-            mimetypes.guess_type(filename)[0] or "application/octet-stream")
-        fmt = "ipynb" if is_notebook else (
-            PurePosixPath(filename).suffix.lstrip(".").upper() or "")
-        when = utcnow().strftime("%Y-%m-%d %H:%M UTC")
-        if is_notebook:
-            name = tk._("{report} (report)").format(report=self.stem)
-            description = tk._(
-                "The notebook {notebook} as its report last ran ({when}), "
-                "with its outputs.").format(notebook=notebook.get("name"),
-                                            when=when)
-        else:
-            name = tk._("{report} (report): {file}").format(
-                report=self.stem, file=key)
-            description = tk._(
-                "Written by the report of {notebook} ({when}).").format(
-                    notebook=notebook.get("name"), when=when)
-        with open(path, "rb") as stream:
-            upload = FileStorage(stream=stream, filename=filename,
-                                 content_type=mimetype)
-            fields = {
-                "name": name, "description": description, "format": fmt,
-                "url": filename, "upload": upload, "url_type": "upload",
-                ORIGIN: "report", REPORT_ID: self.report_id, ARTIFACT: key,
-            }
-            if current is None:
-                resource = tk.get_action("resource_create")(
-                    dict(context), {"package_id": dataset["id"], **fields})
-            else:
-                resource = tk.get_action("resource_patch")(
-                    dict(context), {"id": current["id"], **fields})
-        if is_notebook:
-            _ensure_notebook_view(context, resource)
-        return resource["id"]
-
-    # -- the end -----------------------------------------------------------
-
-    def _finish(self, status: str, error: dict | None = None,
-                published: list | None = None) -> None:
-        changed = transition(self.run_id, status, only_from=("running",),
-                             finished_at=utcnow(), error=error,
-                             published=list(published or []))
-        if changed:
-            log.info("report run %s: %s", self.run_id, status)
-        elif published:
-            # cancelled while publishing: what was published stays listed
-            model.Session.execute(
-                sa.update(ReportRun).where(ReportRun.id == self.run_id)
-                .values(published=list(published))
-                .execution_options(synchronize_session=False))
-            model.Session.commit()
-
-    def _delete_bridge_run(self) -> None:
-        forget_bridge_run(self.run_id, self.client)
-
 
 def forget_bridge_run(run_id: str,
                       client: hub_client.HubClient | None = None) -> None:
@@ -458,65 +345,3 @@ def forget_bridge_run(run_id: str,
     except hub_client.BridgeError as err:
         log.warning("report run %s: the bridge did not remove the run now "
                     "(%s); it retries by itself", run_id, err)
-
-
-class _Cancelled(RunFailed):
-    def __init__(self):
-        super().__init__(tk._("Cancelled"), status="cancelled")
-
-
-def _error_of(final: dict, time_limit: int) -> dict:
-    status = final.get("status")
-    error = dict(final.get("error") or {})
-    if status == "timed_out":
-        error.setdefault("message", tk._(
-            "The notebook ran longer than its time limit of {limit} s; it "
-            "was stopped and its server removed").format(limit=time_limit))
-    elif status == "cancelled":
-        error.setdefault("message", tk._("Cancelled"))
-    elif error.get("ename"):
-        cell = error.get("cell_index")
-        where = tk._(" in cell {n}").format(n=cell) \
-            if cell is not None else ""
-        error.setdefault("message", tk._(
-            "The notebook failed{where}: {ename}: {evalue}").format(
-                where=where, ename=error.get("ename"),
-                evalue=error.get("evalue") or ""))
-    elif final.get("message"):
-        error.setdefault("message", final["message"])
-    else:
-        error.setdefault("message", tk._("The notebook run failed"))
-    tb = error.get("traceback")
-    if isinstance(tb, list):
-        tb = "\n".join(str(line) for line in tb)
-    if isinstance(tb, str):
-        error["traceback"] = ANSI_ESCAPE.sub("", tb)
-    return error
-
-
-#: terminal colour codes in IPython tracebacks
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _stem(notebook: dict) -> str:
-    name = (notebook.get("name") or "").strip() or notebook["id"]
-    if name.lower().endswith(".ipynb"):
-        name = name[:-len(".ipynb")]
-    return name or notebook["id"]
-
-
-def _safe_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name \
-        and not name.startswith(".") and len(name) <= 200
-
-
-def _ensure_notebook_view(context: dict, resource: dict) -> None:
-    from ..notebook_view import VIEW_NAME
-
-    views = tk.get_action("resource_view_list")(
-        dict(context), {"id": resource["id"]})
-    if any(v.get("view_type") == VIEW_NAME for v in views):
-        return
-    tk.get_action("resource_view_create")(dict(context), {
-        "resource_id": resource["id"], "view_type": VIEW_NAME,
-        "title": tk._("Report")})

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ckan import model
 
-from . import jobs
+from . import jobs, publish
 from .model import Report
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ QUIET_ORIGINS = ("report", "session")
 
 
 def resource_changed(context: Any, resource: dict[str, Any]) -> None:
-    if resource.get(jobs.ORIGIN) in QUIET_ORIGINS:
+    if resource.get(publish.ORIGIN) in QUIET_ORIGINS:
         return
     dataset_id = resource.get("package_id")
     if not dataset_id:
