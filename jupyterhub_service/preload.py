@@ -52,12 +52,8 @@ or Last-Modified, and the next launch revalidates it with a conditional GET
 A response with no validator and a resource without ``metadata_modified``
 is not reusable and is downloaded every time.
 
-Layout under ``root`` (mode 0700, so sessions cannot browse it)::
-
-    entries/<digest>        the file, mode 0444
-    entries/<digest>.json   its key, size, dataset and last use (LRU)
-    links/<digest>.json     validators of a response-keyed resource
-    tmp/                    downloads in progress, renamed into entries/
+The files under ``root``, their LRU and the per-key locking are
+``cache_entries.CacheEntries``; its module docstring gives the layout.
 
 Downloads run in a bounded thread pool through ``guarded_download`` (the
 SSRF guard, the total deadline, the size caps), streamed to disk in
@@ -71,13 +67,10 @@ Redirects of ``"ckan"`` URLs are trusted like the URL itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 import re
 import shutil
-import time
 import unicodedata
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +80,7 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 from . import session_home
+from .cache_entries import CacheEntries, digest
 from .guarded_download import FetchError, GuardedDownloader, human_size
 
 log = logging.getLogger(__name__)
@@ -223,29 +217,6 @@ class _Download:
     last_modified: str | None = None
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
-
-
-def _url_without_query(url: str) -> str:
-    # The query of a CKAN fetch URL holds a grant; it does not belong on disk.
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 class ResourceCache:
     """A shared, size-limited cache of downloaded resources."""
 
@@ -260,27 +231,39 @@ class ResourceCache:
         concurrency: int = 4,
         ca_bundle: str | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.max_bytes = max_bytes
         self.max_resource_size = max_resource_size
         self.download_timeout = download_timeout
         self.downloader = GuardedDownloader(
             max_bytes=max_resource_size, timeout=download_timeout, allowlist=fetch_allowlist,
             ca_bundle=ca_bundle, user_agent="ckanext-jupyternotebook-preload",
         )
-        self._entries = self.root / "entries"
-        self._links = self.root / "links"
-        self._tmp = self.root / "tmp"
-        for d in (self.root, self._entries, self._links, self._tmp):
-            d.mkdir(parents=True, exist_ok=True)
-            os.chmod(d, 0o700)
-        self._drop_stale_tmp()
+        self.entry_store = CacheEntries(root, max_bytes=max_bytes, download_timeout=download_timeout)
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="preload")
-        self._locks: dict[str, list] = {}
-        self._busy: set[str] = set()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+    @property
+    def root(self) -> Path:
+        return self.entry_store.root
+
+    @property
+    def max_bytes(self) -> int:
+        return self.entry_store.max_bytes
+
+    # -- cache management: CacheEntries' own, see there ---------------------
+
+    def entries(self) -> list[dict]:
+        return self.entry_store.entries()
+
+    def total_bytes(self) -> int:
+        return self.entry_store.total_bytes()
+
+    def evict(self, keep: set[str]) -> int:
+        return self.entry_store.evict(keep)
+
+    def clear(self, keep: set[str], dataset_id: str | None = None) -> int:
+        return self.entry_store.clear(keep, dataset_id)
 
     # -- fetching ---------------------------------------------------------
 
@@ -302,14 +285,10 @@ class ResourceCache:
                 raise FetchError("no download URL")
             key = spec.static_key()
             lock_name = key or self._link_name(spec)
-            async with self._lock(lock_name):
-                self._busy.add(lock_name)
-                try:
-                    if key:
-                        return await self._fetch_static(spec, filename, key)
-                    return await self._fetch_revalidated(spec, filename)
-                finally:
-                    self._busy.discard(lock_name)
+            async with self.entry_store.claim(lock_name):
+                if key:
+                    return await self._fetch_static(spec, filename, key)
+                return await self._fetch_revalidated(spec, filename)
         except FetchError as exc:
             return Fetched(spec, filename, None, None, str(exc), 0)
         except Exception:
@@ -317,31 +296,31 @@ class ResourceCache:
             return Fetched(spec, filename, None, None, "download failed (internal error)", 0)
 
     async def _fetch_static(self, spec: ResourceSpec, filename: str, key: str) -> Fetched:
-        if self._touch(key):
-            return Fetched(spec, filename, key, self._entry_path(key), None, 0)
+        if self.entry_store.touch(key):
+            return Fetched(spec, filename, key, self.entry_store.entry_path(key), None, 0)
         result = await self._run_download(spec, None)
         path = self._store(key, spec, result)
         return Fetched(spec, filename, key, path, None, result.size)
 
     async def _fetch_revalidated(self, spec: ResourceSpec, filename: str) -> Fetched:
-        link_path = self._links / f"{_digest(self._link_name(spec))}.json"
-        link = _read_json(link_path) or {}
+        link_name = self._link_name(spec)
+        link = self.entry_store.link(link_name)
         old_key = link.get("key")
-        cached = bool(old_key) and self._entry_path(old_key).exists()
+        cached = bool(old_key) and self.entry_store.entry_path(old_key).exists()
         validators = None
         if cached:
             if link.get("etag") or link.get("last_modified"):
                 validators = {"etag": link.get("etag"), "last_modified": link.get("last_modified")}
             elif spec.metadata_modified and link.get("metadata_modified") == spec.metadata_modified:
-                self._touch(old_key)
-                return Fetched(spec, filename, old_key, self._entry_path(old_key), None, 0)
+                self.entry_store.touch(old_key)
+                return Fetched(spec, filename, old_key, self.entry_store.entry_path(old_key), None, 0)
 
         result = await self._run_download(spec, validators)
         if result.not_modified:
-            self._touch(old_key)
-            return Fetched(spec, filename, old_key, self._entry_path(old_key), None, 0)
+            self.entry_store.touch(old_key)
+            return Fetched(spec, filename, old_key, self.entry_store.entry_path(old_key), None, 0)
 
-        where = _digest(spec.fetch_url if spec.source == "external" else spec.id)[:12]
+        where = digest(spec.fetch_url if spec.source == "external" else spec.id)[:12]
         if result.etag:
             key = f"{spec.id}|{where}|etag:{result.etag}"
         elif result.last_modified:
@@ -351,7 +330,7 @@ class ResourceCache:
         else:
             key = f"{spec.id}|uncached:{uuid.uuid4().hex}"
         path = self._store(key, spec, result)
-        _write_json(link_path, {
+        self.entry_store.set_link(link_name, {
             "key": key,
             "etag": result.etag,
             "last_modified": result.last_modified,
@@ -363,18 +342,19 @@ class ResourceCache:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._download, spec, validators)
 
-    def _lock(self, name: str) -> "_NamedLock":
-        return _NamedLock(self._locks, name)
-
     @staticmethod
     def _link_name(spec: ResourceSpec) -> str:
         url = spec.fetch_url if spec.source == "external" else ""
         return f"{spec.id}|link|{url}"
 
+    def _store(self, key: str, spec: ResourceSpec, result: _Download) -> Path:
+        return self.entry_store.store(key, result.tmp_path, result.size, resource_id=spec.id,
+                                      dataset_id=spec.dataset_id, url=spec.fetch_url)
+
     # -- the download itself (worker thread) --------------------------------
 
     def _download(self, spec: ResourceSpec, validators: dict | None) -> _Download:
-        tmp_path = self._tmp / uuid.uuid4().hex
+        tmp_path = self.entry_store.tmp_dir / uuid.uuid4().hex
         try:
             with open(tmp_path, "wb") as sink:
                 result = self.downloader.fetch(spec.fetch_url, sink, trusted=spec.source == "ckan",
@@ -387,131 +367,6 @@ class ResourceCache:
                              last_modified=result.last_modified)
         finally:
             tmp_path.unlink(missing_ok=True)
-
-    # -- entries ----------------------------------------------------------
-
-    def _entry_path(self, key: str) -> Path:
-        return self._entries / _digest(key)
-
-    def _meta_path(self, key: str) -> Path:
-        return self._entries / f"{_digest(key)}.json"
-
-    def _store(self, key: str, spec: ResourceSpec, result: _Download) -> Path:
-        path = self._entry_path(key)
-        os.chmod(result.tmp_path, 0o444)
-        os.replace(result.tmp_path, path)
-        now = time.time_ns()
-        _write_json(self._meta_path(key), {
-            "key": key,
-            "resource_id": spec.id,
-            "dataset_id": spec.dataset_id,
-            "url": _url_without_query(spec.fetch_url),
-            "size": result.size,
-            "created": now,
-            "last_used": now,
-        })
-        return path
-
-    def _touch(self, key: str) -> bool:
-        """Mark an entry as just used; False when it is not in the cache."""
-        meta_path = self._meta_path(key)
-        meta = _read_json(meta_path)
-        if meta is None or not self._entry_path(key).exists():
-            return False
-        meta["last_used"] = time.time_ns()
-        _write_json(meta_path, meta)
-        return True
-
-    def entries(self) -> list[dict]:
-        """Every cache entry's metadata, with its ``path``."""
-        found = []
-        for meta_path in self._entries.glob("*.json"):
-            meta = _read_json(meta_path)
-            data_path = meta_path.with_suffix("")
-            if meta is None or not data_path.exists():
-                continue
-            meta["path"] = str(data_path)
-            found.append(meta)
-        return found
-
-    def total_bytes(self) -> int:
-        return sum(e.get("size", 0) for e in self.entries())
-
-    def evict(self, keep: set[str]) -> int:
-        """Drop least recently used entries not in ``keep`` until under max_bytes."""
-        entries = sorted(self.entries(), key=lambda e: (e.get("last_used", 0), e["key"]))
-        total = sum(e.get("size", 0) for e in entries)
-        freed = 0
-        for entry in entries:
-            if total <= self.max_bytes:
-                break
-            if entry["key"] in keep or self._is_busy(entry["key"]):
-                continue
-            self._remove(entry)
-            total -= entry.get("size", 0)
-            freed += entry.get("size", 0)
-        return freed
-
-    def clear(self, keep: set[str], dataset_id: str | None = None) -> int:
-        """Remove every entry (of one dataset, if given) not in ``keep``."""
-        freed = 0
-        for entry in self.entries():
-            if entry["key"] in keep or self._is_busy(entry["key"]):
-                continue
-            if dataset_id is not None and entry.get("dataset_id") != dataset_id:
-                continue
-            self._remove(entry)
-            freed += entry.get("size", 0)
-        for link_path in self._links.glob("*.json"):
-            link = _read_json(link_path) or {}
-            if not link.get("key") or not self._entry_path(link["key"]).exists():
-                link_path.unlink(missing_ok=True)
-        return freed
-
-    def _is_busy(self, key: str) -> bool:
-        resource_id = key.split("|", 1)[0]
-        return key in self._busy or any(b.startswith(f"{resource_id}|") for b in self._busy)
-
-    def _remove(self, entry: dict) -> None:
-        # Sessions holding a hard link keep their file; only the cache's name goes.
-        self._entry_path(entry["key"]).unlink(missing_ok=True)
-        self._meta_path(entry["key"]).unlink(missing_ok=True)
-
-    def _drop_stale_tmp(self) -> None:
-        horizon = time.time() - 2 * self.download_timeout - 60
-        for leftover in self._tmp.iterdir():
-            try:
-                if leftover.stat().st_mtime < horizon:
-                    leftover.unlink()
-            except OSError:
-                pass
-
-
-class _NamedLock:
-    """An asyncio lock per name, dropped when nobody holds or waits for it."""
-
-    def __init__(self, registry: dict[str, list], name: str) -> None:
-        self._registry = registry
-        self._name = name
-
-    async def __aenter__(self) -> None:
-        slot = self._registry.setdefault(self._name, [asyncio.Lock(), 0])
-        slot[1] += 1
-        try:
-            await slot[0].acquire()
-        except BaseException:
-            self._release_slot(slot)
-            raise
-
-    async def __aexit__(self, *exc) -> None:
-        slot = self._registry[self._name]
-        slot[0].release()
-        self._release_slot(slot)
-
-    def _release_slot(self, slot: list) -> None:
-        slot[1] -= 1
-        if slot[1] == 0:
-            self._registry.pop(self._name, None)
 
 
 # -- per-session data directory -------------------------------------------
