@@ -6,8 +6,10 @@ dataset.
   tables;
 - ``schedule``: cron expressions and time zones;
 - ``logic``: the actions and their auth functions;
-- ``jobs``: the background job that runs a report through the bridge and
-  publishes its results;
+- ``jobs``: the background job that runs a report through the bridge;
+- ``publish``: a finished run's notebook and artifacts, published on the
+  dataset;
+- ``history``: how a run ended (failed, cancelled, succeeded) in its record;
 - ``scheduler``: fires due schedules, once per period, from any number of
   processes;
 - ``triggers``: "run when the data changes";
