@@ -70,6 +70,44 @@ def _copy(src_fd: int, out, size: int) -> None:
         left -= len(chunk)
 
 
+def _open_dir(parent_fd: int, name: str, owner: int) -> tuple[int, list[str]] | None:
+    """A descriptor of the subdirectory ``name`` and its sorted entries, or
+    None when it is no longer a directory of ``owner``'s or cannot be listed."""
+    try:
+        sub = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return None  # replaced by a symlink since: not followed
+    if os.fstat(sub).st_uid != owner:
+        os.close(sub)
+        return None
+    try:
+        entries = sorted(os.listdir(sub))
+    except OSError:
+        os.close(sub)
+        return None
+    return sub, entries
+
+
+def _add_file(zf: zipfile.ZipFile, parent_fd: int, name: str, arc: str, owner: int) -> int:
+    """Add the file ``name`` as ``arc`` if it is still a regular file of
+    ``owner``'s when opened; returns 1 if added, else 0."""
+    try:
+        file_fd = os.open(name, _FILE_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return 0  # a symlink now, or unreadable
+    try:
+        fst = os.fstat(file_fd)
+        if not stat.S_ISREG(fst.st_mode) or fst.st_uid != owner:
+            return 0
+        os.set_blocking(file_fd, True)
+        info = _zip_info(arc, fst.st_mtime, fst.st_size)
+        with zf.open(info, "w", force_zip64=True) as out:
+            _copy(file_fd, out, fst.st_size)
+        return 1
+    finally:
+        os.close(file_fd)
+
+
 def zip_tree(zf: zipfile.ZipFile, root: Path, prefix: str = "",
              exclude_top: frozenset = EXCLUDED_TOP) -> int:
     """Add the regular files under ``root`` owned by ``root``'s owner to
@@ -104,37 +142,14 @@ def zip_tree(zf: zipfile.ZipFile, root: Path, prefix: str = "",
             if stat.S_ISDIR(st.st_mode):
                 if len(stack) > MAX_DEPTH:
                     continue
-                try:
-                    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError:
-                    continue  # replaced by a symlink since: not followed
-                if os.fstat(sub).st_uid != owner:
-                    os.close(sub)
-                    continue
-                try:
-                    entries = sorted(os.listdir(sub))
-                except OSError:
-                    os.close(sub)
+                opened = _open_dir(fd, name, owner)
+                if opened is None:
                     continue
                 zf.writestr(zipfile.ZipInfo(arc + "/", time.gmtime(max(st.st_mtime, 315532800))[:6]),
                             b"")
-                stack.append((sub, arc, entries))
+                stack.append((opened[0], arc, opened[1]))
             elif stat.S_ISREG(st.st_mode):
-                try:
-                    file_fd = os.open(name, _FILE_FLAGS, dir_fd=fd)
-                except OSError:
-                    continue  # a symlink now, or unreadable
-                try:
-                    fst = os.fstat(file_fd)
-                    if not stat.S_ISREG(fst.st_mode) or fst.st_uid != owner:
-                        continue
-                    os.set_blocking(file_fd, True)
-                    info = _zip_info(arc, fst.st_mtime, fst.st_size)
-                    with zf.open(info, "w", force_zip64=True) as out:
-                        _copy(file_fd, out, fst.st_size)
-                    added += 1
-                finally:
-                    os.close(file_fd)
+                added += _add_file(zf, fd, name, arc, owner)
     finally:
         for fd, _rel, _names in stack:
             os.close(fd)
