@@ -144,6 +144,21 @@ def clean_db(reset_db, migrate_db_for):
     _migrate_plugin(plugins, migrate_db_for, "activity")
 
 
+_DB_MADE = False
+
+
+@pytest.fixture
+def non_clean_db(request):
+    """CKAN's non_clean_db with this project's tables: the database is made
+    once per run (as clean_db makes it) and then left as it is. For tests
+    whose objects are their own (factories give unique names) and that
+    assert nothing about what else the database holds."""
+    global _DB_MADE
+    if not _DB_MADE:
+        request.getfixturevalue("clean_db")
+        _DB_MADE = True
+
+
 def _migrate_plugin(plugins, migrate_db_for, name: str) -> None:
     if plugins.plugin_loaded(name):
         migrate_db_for(name)

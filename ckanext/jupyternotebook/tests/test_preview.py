@@ -356,7 +356,7 @@ def _notebook_resource(create_with_upload, data: bytes, name="analysis.ipynb",
     return dataset, resource
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_new_ipynb_resource_gets_the_view_by_default(create_with_upload):
     _dataset, resource = _notebook_resource(create_with_upload,
                                             demo_notebook_bytes())
@@ -364,7 +364,7 @@ def test_new_ipynb_resource_gets_the_view_by_default(create_with_upload):
     assert [v["view_type"] for v in views] == ["jupyter_notebook"]
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_csv_resource_gets_no_notebook_view(create_with_upload):
     dataset = factories.Dataset(owner_org=factories.Organization()["id"])
     resource = create_with_upload(b"a,b\n1,2\n", "t.csv",
@@ -374,7 +374,7 @@ def test_csv_resource_gets_no_notebook_view(create_with_upload):
     assert "jupyter_notebook" not in [v["view_type"] for v in views]
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_preview_url_serves_the_demo_notebook_sandboxed(app,
                                                         create_with_upload):
     dataset, resource = _notebook_resource(create_with_upload,
@@ -390,7 +390,7 @@ def test_preview_url_serves_the_demo_notebook_sandboxed(app,
     assert "<script" not in response.body.lower()
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_resource_page_embeds_the_preview_in_a_sandboxed_iframe(
         app, create_with_upload):
     dataset, resource = _notebook_resource(create_with_upload,
@@ -402,7 +402,7 @@ def test_resource_page_embeds_the_preview_in_a_sandboxed_iframe(
     assert f"/resource/{resource['id']}/jupyter/preview" in body
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_resource_page_has_a_run_this_notebook_post_form_with_csrf(
         app, create_with_upload):
     dataset, resource = _notebook_resource(create_with_upload,
@@ -417,7 +417,7 @@ def test_resource_page_has_a_run_this_notebook_post_form_with_csrf(
     assert "_csrf_token" in form
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_malformed_notebook_gives_a_friendly_message_in_the_view(
         app, create_with_upload):
     dataset, resource = _notebook_resource(create_with_upload,
@@ -440,7 +440,7 @@ def _preview_and_resource_page(app, dataset, resource):
     return page.body, frame.body
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 @pytest.mark.parametrize("filename,cells,texts", [
     ("v3_rainfall.ipynb", 5, ["Rainfall by station", "from the v3 era", "25.6",
                               'src="data:image/png;base64,']),
@@ -459,7 +459,7 @@ def test_notebooks_nbformat_can_upgrade_or_repair_are_previewed(
         assert text in frame
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 @pytest.mark.parametrize("data,why", [
     ((DATA / "not_a_notebook.json").read_bytes(), "its structure does not follow the notebook format"),
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "it is not readable JSON"),
@@ -473,7 +473,7 @@ def test_files_that_are_not_notebooks_get_the_not_a_valid_notebook_message(
     assert 'class="cell' not in frame
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 @pytest.mark.ckan_config("ckanext.jupyternotebook.preview_max_size", "500")
 def test_oversized_notebook_gives_a_friendly_message_in_the_view(
         app, create_with_upload):
@@ -485,7 +485,7 @@ def test_oversized_notebook_gives_a_friendly_message_in_the_view(
     assert "too large to preview (the limit is 500 bytes)" in response.body
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_preview_of_a_private_dataset_is_refused_to_anonymous(
         app, create_with_upload):
     dataset, resource = _notebook_resource(
@@ -495,7 +495,7 @@ def test_preview_of_a_private_dataset_is_refused_to_anonymous(
     assert response.status_code in (403, 404)
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 def test_preview_of_a_resource_of_another_dataset_is_not_found(
         app, create_with_upload):
     _dataset, resource = _notebook_resource(create_with_upload,
@@ -506,7 +506,7 @@ def test_preview_of_a_resource_of_another_dataset_is_not_found(
     assert response.status_code == 404
 
 
-@pytest.mark.usefixtures("with_plugins", "clean_db")
+@pytest.mark.usefixtures("with_plugins", "non_clean_db")
 @pytest.mark.parametrize("locale,text", [
     ("ru", "Запустить этот блокнот"),
     ("ko_KR", "이 노트북 실행"),

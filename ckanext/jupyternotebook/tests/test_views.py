@@ -122,7 +122,7 @@ class TestFetch:
 # the button
 
 
-@pytest.mark.usefixtures("clean_db", "with_plugins")
+@pytest.mark.usefixtures("non_clean_db", "with_plugins")
 class TestButton:
     def test_a_guest_sees_the_button_on_a_public_dataset(self, app):
         dataset = factories.Dataset()
@@ -378,7 +378,7 @@ class TestLaunch:
 # the sessions dashboard and stop
 
 
-@pytest.mark.usefixtures("clean_db", "with_plugins")
+@pytest.mark.usefixtures("non_clean_db", "with_plugins")
 class TestDashboard:
     def test_lists_only_the_users_own_sessions(self, app, session_bridge):
         user = factories.User()
