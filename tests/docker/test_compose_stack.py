@@ -341,3 +341,39 @@ def test_compose_sessions_have_their_disk_limit_and_reach_no_host_port_or_other_
     finally:
         host_port.close()
         neighbour.remove(force=True)
+
+
+RQ_QUEUES = """
+import json
+from redis import Redis
+from rq import Worker
+workers = Worker.all(connection=Redis.from_url("redis://redis:6379/1"))
+print(json.dumps(sorted(q for w in workers for q in w.queue_names())))
+"""
+
+COMMAND_LINES = """
+import os
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            print(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode())
+        except OSError:
+            pass
+"""
+
+
+def test_the_compose_stack_runs_the_report_workers_and_the_scheduler(compose_stack):
+    # issue 14: "the dev stack and the compose stack start them": the
+    # ckan-reports service's max_report_runs (2) RQ workers are registered
+    # in CKAN's Redis on the jupyter-reports queue, and its scheduler runs
+    stack, _seed = compose_stack
+
+    def report_workers() -> list[str]:
+        out = stack.exec("ckan-reports", "python3", "-c", RQ_QUEUES)
+        return [q for q in json.loads(out.strip().splitlines()[-1])
+                if q.endswith("jupyter-reports")]
+
+    wait_for(lambda: len(report_workers()) == 2, 180, interval=3,
+             what="two RQ workers on the jupyter-reports queue")
+    lines = stack.exec("ckan-reports", "python3", "-c", COMMAND_LINES).splitlines()
+    assert any("jupyter scheduler" in line for line in lines), lines
