@@ -291,7 +291,17 @@
       return fresh ? at : null;
     }
 
+    // JupyterLab shows a notification as a toast only once its notification
+    // plugin listens; one emitted earlier (the first sync of a page opened
+    // with little time left) was kept but never shown. Warn once the
+    // application is restored, when every plugin is active.
+    var restored = false;
+    app.restored.then(function () { restored = true; warn(); });
+
     function warn() {
+      if (!restored) {
+        return;
+      }
       var secs = remaining();
       var idle = idleRemaining();
       if (crossed('end:' + state.expiresAt, secs) !== null) {
