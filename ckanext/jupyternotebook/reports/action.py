@@ -12,7 +12,8 @@ from ckan.types import Context, DataDict
 
 from .. import preview
 from . import jobs, schedule, schema
-from .model import ACTIVE, Report, ReportRun, transition, utcnow
+from .model import (ACTIVE, Report, ReportRun, report_or_not_found, run_or_not_found,
+                    transition, utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +36,6 @@ def _caller_id(context: Context) -> str:
     if user is None:
         raise tk.NotAuthorized(tk._("Log in to set up reports"))
     return user.id
-
-
-def _report(data_dict: DataDict) -> Report:
-    report = Report.get(data_dict["id"])
-    if report is None:
-        raise tk.ObjectNotFound(tk._("Report not found"))
-    return report
-
-
-def _run(data_dict: DataDict) -> ReportRun:
-    run = ReportRun.get(data_dict["id"])
-    if run is None:
-        raise tk.ObjectNotFound(tk._("Report run not found"))
-    return run
 
 
 def _next_run(report: Report) -> None:
@@ -121,7 +108,7 @@ def jupyternotebook_report_update(context: Context,
     :rtype: dictionary
     """
     tk.check_access("jupyternotebook_report_update", context, data_dict)
-    report = _report(data_dict)
+    report = report_or_not_found(data_dict["id"])
     for field in ("parameters", "schedule", "timezone", "on_data_change",
                   "time_limit"):
         if field in data_dict:
@@ -142,7 +129,7 @@ def jupyternotebook_report_delete(context: Context,
     :type id: string
     """
     tk.check_access("jupyternotebook_report_delete", context, data_dict)
-    report = _report(data_dict)
+    report = report_or_not_found(data_dict["id"])
     active = ReportRun.active_for(report.id)
     if active is not None:
         _cancel(active, tk._("The report was deleted"))
@@ -161,7 +148,7 @@ def jupyternotebook_report_show(context: Context,
     :rtype: dictionary
     """
     tk.check_access("jupyternotebook_report_show", context, data_dict)
-    return _report(data_dict).as_dict()
+    return report_or_not_found(data_dict["id"]).as_dict()
 
 
 @tk.side_effect_free
@@ -204,7 +191,7 @@ def jupyternotebook_report_execute(context: Context,
     :rtype: dictionary
     """
     tk.check_access("jupyternotebook_report_execute", context, data_dict)
-    report = _report(data_dict)
+    report = report_or_not_found(data_dict["id"])
     parameters = {**(report.parameters or {}),
                   **(data_dict.get("parameters") or {})}
     run = jobs.queue_run(report, "manual", parameters,
@@ -229,7 +216,7 @@ def jupyternotebook_report_run_show(context: Context,
     :rtype: dictionary
     """
     tk.check_access("jupyternotebook_report_run_show", context, data_dict)
-    return _run(data_dict).as_dict()
+    return run_or_not_found(data_dict["id"]).as_dict()
 
 
 @tk.side_effect_free
@@ -244,7 +231,7 @@ def jupyternotebook_report_run_list(context: Context,
     :rtype: list of dictionaries
     """
     tk.check_access("jupyternotebook_report_run_list", context, data_dict)
-    report = _report(data_dict)
+    report = report_or_not_found(data_dict["id"])
     return [run.as_dict() for run in ReportRun.for_report(report.id)]
 
 
@@ -260,7 +247,7 @@ def jupyternotebook_report_run_cancel(context: Context,
     :rtype: dictionary
     """
     tk.check_access("jupyternotebook_report_run_cancel", context, data_dict)
-    run = _run(data_dict)
+    run = run_or_not_found(data_dict["id"])
     if run.status not in ACTIVE:
         raise tk.ValidationError({"id": [tk._(
             "This run has already ended ({status})").format(

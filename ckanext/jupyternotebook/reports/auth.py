@@ -5,7 +5,7 @@ from __future__ import annotations
 import ckan.plugins.toolkit as tk
 from ckan.types import AuthResult, Context, DataDict
 
-from .model import Report, ReportRun
+from .model import Report, report_or_not_found, run_or_not_found
 
 __all__ = [
     "jupyternotebook_report_create",
@@ -36,18 +36,11 @@ def _inner(context: Context) -> Context:
 
 
 def _report(data_dict: DataDict, key: str = "id") -> Report:
-    report = Report.get(data_dict.get(key) or "")
-    if report is None:
-        raise tk.ObjectNotFound(tk._("Report not found"))
-    return report
+    return report_or_not_found(data_dict.get(key))
 
 
 def _run_report(data_dict: DataDict) -> Report:
-    run = ReportRun.get(data_dict.get("id") or "")
-    report = Report.get(run.report_id) if run else None
-    if report is None:
-        raise tk.ObjectNotFound(tk._("Report run not found"))
-    return report
+    return report_or_not_found(run_or_not_found(data_dict.get("id")).report_id)
 
 
 def _write(context: Context, resource_id: str) -> AuthResult:

@@ -181,3 +181,19 @@ def transition(run_id: str, to: str, *, only_from: tuple[str, ...],
     # CKAN's session keeps objects after a commit: reload the changed run
     model.Session.expire_all()
     return result.rowcount == 1
+
+
+def report_or_not_found(report_id) -> Report:
+    """The report, or ObjectNotFound (for the actions and their auth)."""
+    report = Report.get(report_id or "")
+    if report is None:
+        raise tk.ObjectNotFound(tk._("Report not found"))
+    return report
+
+
+def run_or_not_found(run_id) -> ReportRun:
+    """The run, or ObjectNotFound (for the actions and their auth)."""
+    run = ReportRun.get(run_id or "")
+    if run is None:
+        raise tk.ObjectNotFound(tk._("Report run not found"))
+    return run
