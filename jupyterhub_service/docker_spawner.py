@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 
 from dockerspawner import DockerSpawner, SwarmSpawner
+from jupyterhub.utils import exponential_backoff
 from traitlets import Enum, Int, List, Unicode, default
 
 from . import egress, host_namespaces
@@ -64,6 +65,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "ckanext-jupyternotebook/singleuser:latest"
+#: how long a new swarm task may take to get its address on the sessions network
+TASK_ADDRESS_TIMEOUT = 30
 
 
 def apply_session_options(spawner, user_options):
@@ -346,17 +349,18 @@ class SessionSwarmSpawner(SessionContainerSpawner, SwarmSpawner):
         restarted in place), as a container's does for the docker spawner."""
         if not self.use_internal_ip:
             return await super().get_ip_and_port()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while True:
+        async def address():
             task = await self.get_task()
-            address = task_address(task, self.network_name) if task else None
-            if address:
-                return address, self.port
-            if loop.time() >= deadline:
-                raise RuntimeError(
-                    f"service {self.service_name} has no address on {self.network_name}")
-            await asyncio.sleep(0.2)
+            return task_address(task, self.network_name) if task else None
+
+        try:
+            found = await exponential_backoff(
+                address, f"service {self.service_name} has no address", start_wait=0.1,
+                scale_factor=1.5, max_wait=1, timeout=TASK_ADDRESS_TIMEOUT, timeout_tolerance=0)
+        except asyncio.TimeoutError:
+            raise RuntimeError(
+                f"service {self.service_name} has no address on {self.network_name}") from None
+        return found, self.port
 
     def apply_engine_options(self, cpus: float, pids: int) -> None:
         self.cpu_limit = cpus
