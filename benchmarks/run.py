@@ -366,7 +366,7 @@ class PortalBench:
                        api_port=8088, proxy_api_port=8089)
         bare.extra_env = {"CKAN_STORAGE_NOTEBOOK": str(bare.directory),
                           "CKAN_JUPYTERHUB_SPAWNER": "docker", "BENCH_BARE_HTTP_TIMEOUT": "120",
-                          "JUPYTERNOTEBOOK_SESSIONS_NETWORK": BENCH_NETWORK}
+                          "JUPYTERNOTEBOOK_SESSIONS_NETWORK": BARE_NETWORK}
         try:
             bare.start()
             # one probe spawn first: when containers cannot start here, say so
@@ -399,6 +399,7 @@ class PortalBench:
             bare.stop()
             remove_containers("bare-")
             remove_network(BENCH_NETWORK)
+            remove_network(BARE_NETWORK)
         self.results["docker"] = {"run": True, "launches": n}
 
     # 3b. a 1 GiB resource: preload throughput against curl, RSS growth
@@ -456,8 +457,10 @@ class PortalBench:
         self.results["big_preload"] = out
 
 
-# the docker phase's own sessions network, removed at its end
+# the docker phase's own sessions networks, removed at its end: one per hub,
+# as each hub's egress rules let its network reach only that hub's API port
 BENCH_NETWORK = "jn-bench-sessions"
+BARE_NETWORK = "jn-bench-sessions-bare"
 
 
 def docker_unavailable() -> str:
@@ -502,12 +505,25 @@ def remove_containers(user_prefix: str) -> None:
 
 
 def remove_network(name: str) -> None:
-    """The benchmark's sessions network, with whatever is still on it."""
+    """The benchmark's sessions network, with whatever is still on it and
+    the host firewall rules its hub put on it (jupyterhub_service/egress.py)."""
+    import docker
+
+    from jupyterhub_service import egress
+    from jupyterhub_service.session_network import bridge_interface
+
     out = subprocess.run(["docker", "ps", "-aq", "--filter", f"network={name}"],
                          capture_output=True, text=True, timeout=60).stdout.split()
     if out:
         subprocess.run(["docker", "rm", "-f", "-v", *out], capture_output=True, timeout=120)
-    subprocess.run(["docker", "network", "rm", name], capture_output=True, timeout=60)
+    client = docker.from_env()
+    try:
+        for network in client.networks.list(names=[name]):
+            if network.attrs.get("Driver") == "bridge":
+                egress.remove(bridge_interface(network.attrs))
+            network.remove()
+    finally:
+        client.close()
 
 
 def wait_pool_empty(bridge: Bridge, timeout: float = 60) -> None:

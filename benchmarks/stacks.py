@@ -24,6 +24,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the dev package
 from dev.stack import Stack, VENV_BIN, wait_for  # noqa: E402
+from jupyterhub_service.session_home import give_home_a_uid  # noqa: E402
 
 BENCH_DIR = ROOT / ".bench-stack"
 HERE = Path(__file__).resolve().parent
@@ -44,6 +45,18 @@ class BenchStack(Stack):
         wait_for("the hub", f"{self.hub_url}/hub/health", logs=self.logs)
         wait_for("the bridge", f"{self.bridge_url}/api/health",
                  {"Authorization": f"Bearer {self.token}"}, logs=self.logs)
+
+    def write_ckan_ini(self) -> Path:
+        """dev/ckan.ini.in plus the bench's own options: 20 simultaneous
+        launches must all wait in one CKAN process (the product's default
+        answers launches past 8 with "busy, try again")."""
+        ini = super().write_ckan_ini()
+        text = ini.read_text()
+        anchor = "ckanext.jupyternotebook.api_token"
+        at = text.index("\n", text.index(anchor)) + 1
+        ini.write_text(text[:at] + "ckanext.jupyternotebook.max_launches_in_flight = 48\n"
+                       + text[at:])
+        return ini
 
     def running(self, name: str) -> int | None:
         # Stack.spawn drops its Popen, so a stopped child of this process
@@ -334,8 +347,13 @@ class BareHub:
         home = sdir / "home"
         (home / "data").mkdir(parents=True, exist_ok=True)
         os.chmod(sdir, 0o711)
-        pw = pwd.getpwnam(SESSION_USER)
-        os.chown(home, pw.pw_uid, pw.pw_gid)
+        if self.spawner == "local":
+            # each local session runs as a uid of its own, given to its home
+            # as the bridge's scratch does (the spawner refuses a home without)
+            give_home_a_uid(home, self.sessions_root)
+        else:
+            pw = pwd.getpwnam(SESSION_USER)
+            os.chown(home, pw.pw_uid, pw.pw_gid)
         os.chmod(home, 0o755)
         # a container copies its seed into a home where ~/data is already a
         # read-only mount: the seed must not hold a data directory itself
