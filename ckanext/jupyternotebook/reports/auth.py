@@ -35,10 +35,6 @@ def _inner(context: Context) -> Context:
             "auth_user_obj": context.get("auth_user_obj")}
 
 
-def _report(data_dict: DataDict, key: str = "id") -> Report:
-    return report_or_not_found(data_dict.get(key))
-
-
 def _run_report(data_dict: DataDict) -> Report:
     return report_or_not_found(run_or_not_found(data_dict.get("id")).report_id)
 
@@ -61,17 +57,17 @@ def jupyternotebook_report_create(context: Context,
 
 def jupyternotebook_report_update(context: Context,
                                   data_dict: DataDict) -> AuthResult:
-    return _write(context, _report(data_dict).resource_id)
+    return _write(context, report_or_not_found(data_dict.get("id")).resource_id)
 
 
 def jupyternotebook_report_delete(context: Context,
                                   data_dict: DataDict) -> AuthResult:
-    return _write(context, _report(data_dict).resource_id)
+    return _write(context, report_or_not_found(data_dict.get("id")).resource_id)
 
 
 def jupyternotebook_report_execute(context: Context,
                                    data_dict: DataDict) -> AuthResult:
-    return _write(context, _report(data_dict).resource_id)
+    return _write(context, report_or_not_found(data_dict.get("id")).resource_id)
 
 
 def jupyternotebook_report_run_cancel(context: Context,
@@ -82,7 +78,7 @@ def jupyternotebook_report_run_cancel(context: Context,
 @tk.auth_allow_anonymous_access
 def jupyternotebook_report_show(context: Context,
                                 data_dict: DataDict) -> AuthResult:
-    return _read(context, _report(data_dict).resource_id)
+    return _read(context, report_or_not_found(data_dict.get("id")).resource_id)
 
 
 @tk.auth_allow_anonymous_access
@@ -106,4 +102,4 @@ def jupyternotebook_report_run_show(context: Context,
 @tk.auth_allow_anonymous_access
 def jupyternotebook_report_run_list(context: Context,
                                     data_dict: DataDict) -> AuthResult:
-    return _read(context, _report(data_dict).resource_id)
+    return _read(context, report_or_not_found(data_dict.get("id")).resource_id)
