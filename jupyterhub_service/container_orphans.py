@@ -89,7 +89,8 @@ def _remove_containers(client, known: set[str], network: str) -> list[str]:
     import docker
 
     removed = []
-    found = client.containers.list(all=True, filters={"label": LABEL_SESSION, "network": network})
+    found = client.containers.list(all=True, ignore_removed=True,
+                                   filters={"label": LABEL_SESSION, "network": network})
     for container in found:
         if not _unknown(container.labels, known):
             continue

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import docker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -285,8 +286,10 @@ def docker_stack(name: str, hub_port: int, hub_stack, docker_client, run_id: str
     finally:
         stack.stop()
         for n in docker_client.networks.list(names=[network]):
-            for container in docker_client.containers.list(all=True, filters={"network": n.id}):
-                container.remove(force=True)
+            for container in docker_client.containers.list(all=True, ignore_removed=True,
+                                                           filters={"network": n.id}):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
         remove_sessions_network(docker_client, network)
 
 
@@ -294,8 +297,8 @@ def session_containers(docker_client, session_id: str) -> list:
     """The containers of a bridge session (swarm: its task's container)."""
     from jupyterhub_service.container_labels import LABEL_SESSION
 
-    return docker_client.containers.list(
-        all=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
+    return docker_client.containers.list(all=True, ignore_removed=True,
+                                         filters={"label": f"{LABEL_SESSION}={session_id}"})
 
 
 def assert_confined(container, memory: int, nano_cpus: int) -> None:

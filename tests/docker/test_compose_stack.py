@@ -137,8 +137,8 @@ class ComposeStack:
                 if any(n.get("Target") in (network_id, self.sessions_network) for n in nets):
                     svc.remove()
         # left-over sessions first: a network with containers on it stays
-        for c in docker_client.containers.list(
-                all=True, filters={"network": self.sessions_network}):
+        for c in docker_client.containers.list(all=True, ignore_removed=True,
+                                               filters={"network": self.sessions_network}):
             if c.name != self.container("jupyterhub"):
                 c.remove(force=True)
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20",

@@ -67,7 +67,8 @@ def bridge(docker_hub):
 
 
 def run_containers(docker_client) -> list:
-    return [c for c in docker_client.containers.list(all=True, filters={"label": LABEL_HUB_USER})
+    return [c for c in docker_client.containers.list(all=True, ignore_removed=True,
+                                                     filters={"label": LABEL_HUB_USER})
             if c.labels.get(LABEL_HUB_USER, "").startswith("report-")]
 
 

@@ -42,7 +42,7 @@ def hub(docker_client, singleuser_image, backend_db, run_id, tmp_path_factory):
         yield hub
         hub.stop()
     finally:
-        for c in docker_client.containers.list(all=True):
+        for c in docker_client.containers.list(all=True, ignore_removed=True):
             if c.name.startswith(tuple(f"jupyter-{u}-" for u in USERS)):
                 c.remove(force=True)
         remove_sessions_network(docker_client, network)
@@ -209,7 +209,8 @@ def test_stopping_a_session_leaves_no_home_image_mount_or_loop_device(hub, docke
     homes = hub.storage / "session-homes"
     assert (homes / "c0ffee03.ext4").is_file()
     hub.stop_server("offline", "s")
-    wait_for(lambda: not docker_client.containers.list(all=True, filters={"id": container.id}),
+    wait_for(lambda: not docker_client.containers.list(all=True, ignore_removed=True,
+                                                       filters={"id": container.id}),
              30, what="the container to go")
     assert not any("c0ffee03" in p.name for p in homes.iterdir())
     assert not any("c0ffee03" in line for line in open("/proc/self/mounts"))
@@ -270,7 +271,7 @@ def test_remove_orphans_removes_unknown_sessions_containers_homes_and_volumes(
             f"container {orphan.name}", f"volume {volume.name}",
             f"mount {homes / 'orphan1'}", str(homes / "orphan1"), str(homes / "orphan1.ext4"),
         ])
-        names = {c.name for c in docker_client.containers.list(all=True)}
+        names = {c.name for c in docker_client.containers.list(all=True, ignore_removed=True)}
         assert orphan.name not in names
         assert {kept.name, unlabelled.name, other_hubs.name} <= names
         assert sorted(p.name for p in homes.iterdir()) == ["kept1", "kept1.ext4"]

@@ -60,7 +60,8 @@ def remove_leftovers(docker_client, network):
         for user in TEST_USERS:
             for svc in docker_client.services.list(filters={"name": f"jupyter-{user}-"}):
                 svc.remove()
-    for c in docker_client.containers.list(all=True, filters={"network": network}):
+    for c in docker_client.containers.list(all=True, ignore_removed=True,
+                                           filters={"network": network}):
         if c.name.startswith(tuple(f"jupyter-{u}-" for u in TEST_USERS)):
             c.remove(force=True)
     remove_sessions_network(docker_client, network)
@@ -79,9 +80,8 @@ def session_container(docker_client, kind):
             return docker_client.containers.get(NAME)
         except docker.errors.NotFound:
             return None
-    found = docker_client.containers.list(
-        all=True, filters={"label": f"com.docker.swarm.service.name={NAME}"}
-    )
+    found = docker_client.containers.list(all=True, ignore_removed=True,
+                                          filters={"label": f"com.docker.swarm.service.name={NAME}"})
     return found[0] if found else None
 
 
@@ -227,7 +227,7 @@ def test_a_data_dir_outside_the_storage_root_is_refused(kind, hub, docker_client
         assert not (server and server.get("ready"))
     else:
         assert r.status_code >= 400
-    names = [c.name for c in docker_client.containers.list(all=True)]
+    names = [c.name for c in docker_client.containers.list(all=True, ignore_removed=True)]
     assert not any(n.startswith("jupyter-mallory") for n in names)
 
 
