@@ -18,9 +18,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import docker
 import pytest
 import requests
-import docker
 
 REPO = Path(__file__).resolve().parents[2]
 
