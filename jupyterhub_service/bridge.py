@@ -18,7 +18,7 @@ from pathlib import Path
 from tornado import web
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from . import __version__, session_files
+from . import __version__, session_files, session_server_files
 from .settings import Settings, hub_api_env, load
 from .hub_api import HubAPI, HubError, HubUnavailable
 from .pool import Pool
@@ -137,7 +137,9 @@ FILE_CHUNK = 1024 * 1024
 
 class SessionFileHandler(APIHandler):
     """``GET /api/sessions/{id}/files?path=&max_bytes=``: one regular file of
-    a live session's home, as it is (session_files.py)."""
+    a live session's home, as it is: read from the host where the bridge can
+    (session_files.py), else through the session's own server
+    (session_server_files.py)."""
 
     async def get(self, session_id):
         async def run():
@@ -151,11 +153,9 @@ class SessionFileHandler(APIHandler):
                 max_bytes = int(max_bytes) if max_bytes is not None else None
             except ValueError:
                 raise BridgeError(400, "invalid", "max_bytes must be a whole number") from None
+            f, size = await self._open(rec, self.get_argument("path", ""), max_bytes)
             loop = asyncio.get_running_loop()
-            fd, size = await loop.run_in_executor(
-                None, session_files.open_file, self.sessions.settings, session_id,
-                self.get_argument("path", ""), max_bytes)
-            with os.fdopen(fd, "rb") as f:
+            with f:
                 self.set_header("Content-Type", "application/octet-stream")
                 self.set_header("Content-Length", str(size))
                 left = size
@@ -169,6 +169,20 @@ class SessionFileHandler(APIHandler):
             self.finish()
 
         await self._guard(run())
+
+    async def _open(self, rec, path: str, max_bytes: int | None):
+        """(binary file, size) of the file ``path`` of the session's home."""
+        settings = self.sessions.settings
+        try:
+            fd, size = await asyncio.get_running_loop().run_in_executor(
+                None, session_files.open_file, settings, rec.id, path, max_bytes)
+        except BridgeError as e:
+            if e.code != "not_supported":
+                raise
+            return await session_server_files.open_file(
+                self.sessions.hub, settings, self.sessions.runtime.current(), rec, path,
+                max_bytes)
+        return os.fdopen(fd, "rb"), size
 
 
 class CapacityHandler(APIHandler):
@@ -322,13 +336,13 @@ def main() -> None:
     runs = app.settings["report_runs"]
     reaper.reconciler.other_owners.append(runs.servers.owners)
     sessions.runtime.current()  # read once, before serving
-    # The visitor's routes (user_routes.py), on a port of their own that
-    # only the hub's proxy forwards to, are served before the recovery: the
+    # The visitor's routes (user_routes.py), on a loopback port of their own
+    # that only the hub's proxy forwards to, are served before the recovery: the
     # hub waits for its managed service's url before it goes on starting.
     visitor = visitor_app(sessions, app.settings["refused_networks"])
     if visitor is not None:
-        visitor.listen(settings.visitor_port, address=settings.bridge_host, **HTTP_SERVER_OPTIONS)
-        log.info("visitor routes on %s:%s", settings.bridge_host, settings.visitor_port)
+        visitor.listen(settings.visitor_port, address="127.0.0.1", **HTTP_SERVER_OPTIONS)
+        log.info("visitor routes on 127.0.0.1:%s", settings.visitor_port)
     recover(reaper)
     IOLoop.current().add_callback(reaper.after_start)
     IOLoop.current().add_callback(runs.resume)

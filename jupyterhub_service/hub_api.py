@@ -122,6 +122,22 @@ class HubAPI:
             allow=(404, 400),
         )
 
+    async def new_token(self, name: str, scopes: list[str], expires_in: int, note: str) -> dict:
+        """A new API token owned by the hub user ``name``, limited to
+        ``scopes`` (the hub refuses scopes the user does not hold); the
+        token's model, with ``id`` and the secret ``token``. Needs the
+        ``tokens`` scope."""
+        _, data = await self.request("POST", f"{self._user(name)}/tokens",
+                                     {"scopes": scopes, "expires_in": expires_in, "note": note})
+        if not isinstance(data, dict) or not data.get("token") or not data.get("id"):
+            raise HubUnavailable("the hub answered a token request without a token")
+        return data
+
+    async def delete_token(self, name: str, token_id: str) -> None:
+        """Delete one of ``name``'s tokens by its id (gone already: fine)."""
+        await self.request("DELETE", f"{self._user(name)}/tokens/{quote(token_id, safe='')}",
+                           allow=(404,))
+
     async def users(self, state: str = "active") -> list[dict]:
         """Every hub user in ``state``, each with its active servers, read
         page by page as jupyterhub-idle-culler does. ``active``: a server

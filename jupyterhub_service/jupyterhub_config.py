@@ -52,7 +52,7 @@ c.JupyterHub.cookie_max_age_days = LOGIN_CEILING_S / 86400
 c.JupyterHub.oauth_token_expires_in = LOGIN_CEILING_S
 
 # -- roles: every spawn goes through the bridge's caps ----------------------
-BRIDGE_SCOPES = ["admin:users", "servers", "access:servers"]
+BRIDGE_SCOPES = ["admin:users", "servers", "access:servers", "tokens"]
 c.JupyterHub.load_roles = [
     # Users may use their own servers, never start or stop one (no
     # `servers` scope). A server's own token holds at most its user's
@@ -72,7 +72,10 @@ c.JupyterHub.load_roles = [
         ],
     },
     # The bridge creates and deletes users, starts and stops their servers
-    # and waits on them; it never mints tokens.
+    # and waits on them. `tokens`: to read a session's files where it cannot
+    # from its host, it mints a short-lived token owned by the session's
+    # user for that one server and deletes it after the read
+    # (session_server_files.py); its own token never goes to a session.
     {
         "name": "bridge",
         "scopes": BRIDGE_SCOPES,

@@ -12,9 +12,11 @@ then read).
 Where the home is, seen from the bridge's host:
 - local spawner: ``<storage root>/sessions/<id>/home``;
 - docker with ``home_on_image``: the loop-mounted home image,
-  ``<storage root>/session-homes/<id>`` (session_disk.py).
-A container spawner without home images keeps the home inside the container;
-reading it there is not supported (501 ``not_supported``).
+  ``<storage root>/session-homes/<id>`` (session_disk.py; from a hub in a
+  container, as the engine's mount namespace shows it).
+A container spawner without home images keeps the home inside the container:
+``home_of`` says 501 ``not_supported`` and the bridge reads it through the
+session's own server instead (session_server_files.py).
 
 Blocking; callers run it on a worker thread.
 """
@@ -26,6 +28,7 @@ import stat
 from pathlib import Path
 
 from .errors import BridgeError
+from .host_namespaces import host_path
 from .session_disk import HOMES_DIR, KEY, mount_points
 from .settings import Settings
 
@@ -69,7 +72,9 @@ def home_of(settings: Settings, session_id: str) -> Path:
         raise BridgeError(501, "not_supported",
                           "This portal keeps session homes inside their containers, where "
                           "the bridge cannot read them.")
-    return home
+    # a hub in a container mounted it in the engine's mount namespace, which
+    # it reads through /proc/<pid>/root (host_namespaces.py)
+    return Path(host_path(str(home)))
 
 
 def open_regular(home: Path, parts: list[str]) -> tuple[int, int]:

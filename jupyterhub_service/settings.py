@@ -224,13 +224,17 @@ class Settings:
     @property
     def visitor_port(self) -> int:
         """The port of the visitor's routes (user_routes.py): the bridge's
-        next one, on the same interface. Only the hub's proxy calls it."""
+        next one, on loopback. Only the hub's proxy calls it, and the hub
+        starts the proxy and the bridge side by side."""
         return self.bridge_port + 1
 
     @property
     def visitor_url(self) -> str:
-        """The URL the hub's proxy forwards /services/bridge/ to."""
-        return f"http://{urlparse(self.api_url).hostname or '127.0.0.1'}:{self.visitor_port}"
+        """The URL the hub's proxy forwards /services/bridge/ to. Loopback,
+        never the bridge's host name: in a hub container that name is the
+        container's address on the sessions network, so the proxy would
+        call from there, and the bridge refuses callers from that network."""
+        return f"http://127.0.0.1:{self.visitor_port}"
 
     @property
     def storage_root(self) -> Path:

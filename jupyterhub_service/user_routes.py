@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 # JupyterHub's own XSRF cookie helpers (the same in 5.x and 6.x): the page
@@ -40,7 +41,7 @@ from jupyterhub.services.auth import (
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from . import session_zip
+from . import session_server_files, session_zip
 from .errors import BridgeError
 from .hub_api import HubError, HubUnavailable
 from .store import LIVE, SessionRecord, utcnow
@@ -273,24 +274,29 @@ class DownloadHandler(UserHandler):
         if not self.current_user:
             return self.redirect(self.get_login_url())
         rec = await self.own_session(server_name)
-        fill = await self._filler(rec)
-        stamp = utcnow().strftime("%Y%m%d-%H%M")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", rec.dataset_name or rec.server_name)[:60]
-        self.set_header("Content-Type", "application/zip")
-        self.set_header("Content-Disposition", f'attachment; filename="{name}-work-{stamp}.zip"')
-        chunks = session_zip.stream_zip(fill)
-        try:
-            async for chunk in chunks:
-                self.write(chunk)
-                await self.flush()
-        except StreamClosedError:
-            return  # the visitor went away; the zipping thread stops
-        finally:
-            await chunks.aclose()
-        self.finish()
+        async with self._filler(rec) as fill:
+            stamp = utcnow().strftime("%Y%m%d-%H%M")
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "-", rec.dataset_name or rec.server_name)[:60]
+            self.set_header("Content-Type", "application/zip")
+            self.set_header("Content-Disposition",
+                            f'attachment; filename="{name}-work-{stamp}.zip"')
+            chunks = session_zip.stream_zip(fill)
+            try:
+                async for chunk in chunks:
+                    self.write(chunk)
+                    await self.flush()
+            except StreamClosedError:
+                return  # the visitor went away; the zipping thread stops
+            finally:
+                await chunks.aclose()
+            self.finish()
 
+    @asynccontextmanager
     async def _filler(self, rec: SessionRecord):
-        """What writes this session's home into a zip (on a worker thread)."""
+        """What writes this session's home into a zip (on a worker thread),
+        for as long as the zip is being made: from the host where the bridge
+        can read the home; else on swarm through the session's own server
+        (session_server_files.py), with docker from the engine's archive."""
         from .session_files import home_of
 
         settings = self.sessions.settings
@@ -299,7 +305,16 @@ class DownloadHandler(UserHandler):
         except BridgeError as e:
             if e.code != "not_supported":
                 raise
-            return self._container_filler(rec)
+            home = None
+        if home is None and settings.spawner == "swarm":
+            budget = session_server_files.home_budget(rec, self.sessions.runtime.current())
+            async with session_server_files.server_access(
+                    self.sessions.hub, settings, rec, session_server_files.ZIP_DEADLINE) as server:
+                yield session_server_files.HomeZip(server, budget).fill
+            return
+        if home is None:
+            yield self._container_filler(rec)
+            return
         if not home.is_dir():
             raise BridgeError(404, "not_found", "The session has no home.")
         work = await self._workspace_path(rec) if settings.spawner != "local" else None
@@ -309,15 +324,13 @@ class DownloadHandler(UserHandler):
             if work is not None:  # mounted in the container only; on the host it is here
                 session_zip.zip_tree(zf, work, prefix="work", exclude_top=frozenset())
 
-        return fill
+        yield fill
 
     def _container_filler(self, rec: SessionRecord):
         def fill(zf):
             chunks = session_zip.container_home_archive(rec.hub_user, rec.server_name)
             if chunks is None:
-                raise BridgeError(501, "not_supported",
-                                  "This session's home is on another machine; download its "
-                                  "files from JupyterLab's file browser.")
+                raise BridgeError(404, "not_found", "The session's container is not running.")
             session_zip.zip_tar_stream(zf, chunks)
 
         return fill

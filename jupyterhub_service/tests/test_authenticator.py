@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import runpy
 import sqlite3
 import threading
@@ -110,7 +111,7 @@ def hub_config(tmp_path, monkeypatch):
 
 def test_the_bridge_role_holds_exactly_the_scopes_the_bridge_uses(hub_config):
     (role,) = [r for r in hub_config.JupyterHub.load_roles if r["name"] == "bridge"]
-    assert sorted(role["scopes"]) == ["access:servers", "admin:users", "servers"]
+    assert sorted(role["scopes"]) == ["access:servers", "admin:users", "servers", "tokens"]
 
 
 def test_logins_outlive_the_start_timeout_and_are_ended_by_refresh(hub_config):
@@ -129,14 +130,17 @@ def test_session_servers_load_the_busy_kernel_extension(hub_config):
 # -- through the real hub -----------------------------------------------------
 
 
-def test_the_running_hubs_bridge_role_cannot_mint_tokens(hub_stack):
+def test_in_the_running_hub_the_bridge_may_mint_tokens_and_users_may_not(hub_stack):
+    # the bridge mints a token for one session server to read its files
+    # (session_server_files.py); a user must never mint one of their own
     db = sqlite3.connect(hub_stack.hub_state / "jupyterhub.sqlite")
     try:
-        (scopes,) = db.execute("select scopes from roles where name = 'bridge'").fetchone()
+        roles = dict(db.execute("select name, scopes from roles where name in ('bridge', 'user')"))
     finally:
         db.close()
-    assert "tokens" not in scopes
-    assert "admin:users" in scopes and '"servers"' in scopes
+    bridge, user = json.loads(roles["bridge"]), json.loads(roles["user"])
+    assert {"tokens", "admin:users", "servers"} <= set(bridge)
+    assert not [s for s in user if s.split("!")[0] in ("tokens", "read:tokens")], user
 
 
 def _launch(bridge, dataset, **kw) -> dict:
