@@ -8,11 +8,14 @@ reach the hub and nothing of the portal's backend; stopping the session
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import secrets
 import shutil
 import socket
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,7 @@ from session_harness import (
     session_containers,
     wait_for,
 )
-from dev.testing import Browser, Lab
+from dev.testing import Browser, Lab, server_path
 
 pytestmark = pytest.mark.docker
 
@@ -341,6 +344,101 @@ def test_compose_sessions_have_their_disk_limit_and_reach_no_host_port_or_other_
     finally:
         host_port.close()
         neighbour.remove(force=True)
+
+
+WRITE_WORK = """
+import os
+os.makedirs("results", exist_ok=True)
+open("results/table.csv", "w").write("a,b\\n1,2\\n")
+open("made-here.bin", "wb").write(bytes(range(256)) * 40)
+print("written")
+"""
+
+# run in the CKAN container: the bridge's internal file route, as CKAN's
+# Save to portal calls it (over the backend network, with the bridge token)
+BRIDGE_FILES = """
+import base64, json, os, sys, urllib.error, urllib.parse, urllib.request
+def get(session_id, path, max_bytes):
+    url = (os.environ["CKAN_API_JUPYTERHUB"].rstrip("/") + f"/api/sessions/{session_id}/files?"
+           + urllib.parse.urlencode({"path": path, "max_bytes": max_bytes}))
+    req = urllib.request.Request(
+        url, headers={"Authorization": "Bearer " + os.environ["CKAN_JUPYTERHUB_API_TOKEN"]})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return [r.status, base64.b64encode(r.read()).decode()]
+    except urllib.error.HTTPError as e:
+        return [e.code, json.loads(e.read())]
+print(json.dumps([get(*call) for call in json.loads(sys.argv[1])]))
+"""
+
+# run in the hub container: the notes of a hub user's API tokens
+TOKEN_NOTES = """
+import json, sqlite3, sys
+db = sqlite3.connect("/srv/jupyterhub/jupyterhub.sqlite")
+rows = db.execute("select t.note from api_tokens t join users u on u.id = t.user_id "
+                  "where u.name = ?", (sys.argv[1],)).fetchall()
+print(json.dumps([note for (note,) in rows]))
+"""
+
+
+def test_compose_download_and_the_bridges_file_route_give_what_the_session_wrote(
+        compose_stack, docker_client):
+    """Issue 13 for container homes: the visitor's Download route zips what
+    the session wrote (not data/), and the bridge's internal file route
+    gives a file's exact bytes, 413 past max_bytes and 400 under data/.
+    Docker reads the home image through the engine's mount namespace; swarm
+    (no home images) reads through the session's own server with a token
+    minted for it, and none of those tokens remains afterwards."""
+    from jupyterhub_service.session_server_files import TOKEN_NOTE
+
+    stack, seed = compose_stack
+    browser = Browser()
+    final = browser.open_in_jupyter(stack.ckan_url, seed["dataset"])
+    assert final.status_code == 200, final.text[:500]
+    lab = Lab.from_url(browser.http, final.url)
+    hub_user, server = server_path(lab.base)
+    (session,) = [s for s in json.loads(stack.ckan_cli("sessions", "--json"))
+                  if s["server_name"] == server]
+    try:
+        out, err = lab.execute(WRITE_WORK)
+        assert err is None and "written" in out, (out, err)
+        made = bytes(range(256)) * 40
+
+        resp = lab.http.get(f"{stack.hub_url}/services/bridge/session/{server}/download",
+                            timeout=300)
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.headers["Content-Type"] == "application/zip"
+        zf = zipfile.ZipFile(io.BytesIO(resp.content))
+        names = zf.namelist()
+        assert zf.read("results/table.csv") == b"a,b\n1,2\n"
+        assert zf.read("made-here.bin") == made
+        assert "start_here.ipynb" in names
+        assert not [n for n in names if n.split("/")[0] == "data"], names
+
+        calls = [[session["id"], "made-here.bin", 1_000_000],
+                 [session["id"], "made-here.bin", 100],
+                 [session["id"], "data/cities.csv", 1_000_000]]
+        whole, over, data = json.loads(stack.exec(
+            "ckan", "python3", "-c", BRIDGE_FILES, json.dumps(calls)).strip().splitlines()[-1])
+        assert whole[0] == 200 and base64.b64decode(whole[1]) == made, whole[0]
+        assert over[0] == 413 and over[1]["error"] == "too_large", over
+        assert data[0] == 400 and data[1]["error"] == "bad_path", data
+
+        notes = json.loads(stack.exec("jupyterhub", "python3", "-c", TOKEN_NOTES,
+                                      hub_user).strip().splitlines()[-1])
+        assert TOKEN_NOTE not in notes, notes
+        if stack.kind == "swarm":
+            # the reads went through the session's server: the hub minted
+            # (and deleted) a token for its user for the zip and each file
+            hub_log = subprocess.run(
+                ["docker", "logs", stack.container("jupyterhub")], capture_output=True,
+                text=True, timeout=60)
+            logged = hub_log.stdout + hub_log.stderr
+            assert logged.count(f"Service bridge requested API token for {hub_user}") >= 3
+    finally:
+        stack.ckan_cli("stop", session["id"])
+        wait_for(lambda: not session_containers(docker_client, session["id"]), 60,
+                 what="the session's container to be removed")
 
 
 RQ_QUEUES = """
