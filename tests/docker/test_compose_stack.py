@@ -398,7 +398,7 @@ def test_compose_download_and_the_bridges_file_route_give_what_the_session_wrote
     lab = Lab.from_url(browser.http, final.url)
     hub_user, server = server_path(lab.base)
     (session,) = [s for s in json.loads(stack.ckan_cli("sessions", "--json"))
-                  if s["server_name"] == server]
+                  if s["hub_user"] == hub_user and s["server_name"] == server]
     try:
         out, err = lab.execute(WRITE_WORK)
         assert err is None and "written" in out, (out, err)
