@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))  # the dev package
 
 from dev.stack import Stack  # noqa: E402
 from dev.testing import Bridge  # noqa: E402
+from stacks import remove_network  # noqa: E402
 
 from jupyterhub_service.tests.fileserver import FileServer, Route  # noqa: E402
 from jupyterhub_service.tests.report_notebooks import (  # noqa: E402
@@ -140,11 +141,7 @@ def measure(kind: str, index: int, runs: int, files: FileServer) -> list[dict]:
     finally:
         stack.stop()
         if kind == "docker":
-            _remove_network(stack.extra_env["JUPYTERNOTEBOOK_SESSIONS_NETWORK"])
-
-
-def _remove_network(name: str) -> None:
-    subprocess.run(["docker", "network", "rm", name], capture_output=True)
+            remove_network(stack.extra_env["JUPYTERNOTEBOOK_SESSIONS_NETWORK"])
 
 
 def docker_ready() -> bool:

@@ -39,8 +39,8 @@ import report  # noqa: E402
 from launches import (CKANLauncher, bare_launch, new_bare_user, simultaneously,  # noqa: E402
                       summary, wait_pool)
 from stacks import (BENCH_DIR, BRIDGE_TOKEN, CKAN, HUB_TOKEN, BareHub,  # noqa: E402
-                    bridge_process, init_ckan, portal_stack, scale_stack, session_servers,
-                    tree_memory)
+                    bridge_process, init_ckan, portal_stack, remove_network, scale_stack,
+                    session_servers, tree_memory)
 from dev.testing import Bridge  # noqa: E402
 
 MiB = 1024**2
@@ -502,28 +502,6 @@ def remove_containers(user_prefix: str) -> None:
            if len(line.split()) == 2 and line.split()[1].startswith(user_prefix)]
     if ids:
         subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True, timeout=120)
-
-
-def remove_network(name: str) -> None:
-    """The benchmark's sessions network, with whatever is still on it and
-    the host firewall rules its hub put on it (jupyterhub_service/egress.py)."""
-    import docker
-
-    from jupyterhub_service import egress
-    from jupyterhub_service.session_network import bridge_interface
-
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"network={name}"],
-                         capture_output=True, text=True, timeout=60).stdout.split()
-    if out:
-        subprocess.run(["docker", "rm", "-f", "-v", *out], capture_output=True, timeout=120)
-    client = docker.from_env()
-    try:
-        for network in client.networks.list(names=[name]):
-            if network.attrs.get("Driver") == "bridge":
-                egress.remove(bridge_interface(network.attrs))
-            network.remove()
-    finally:
-        client.close()
 
 
 def wait_pool_empty(bridge: Bridge, timeout: float = 60) -> None:

@@ -392,3 +392,17 @@ def _stop_tree(pid: int) -> None:
             p.kill()
         except psutil.Error:
             pass
+
+
+def remove_network(name: str) -> None:
+    """The benchmark's sessions network, with whatever is still on it and
+    the host firewall rules its hub put on it."""
+    import docker
+
+    from jupyterhub_service.session_network import remove_sessions_network
+
+    client = docker.APIClient()
+    try:
+        remove_sessions_network(client, name)
+    finally:
+        client.close()

@@ -44,6 +44,29 @@ def ensure_sessions_network(client, name: str, swarm: bool = False) -> dict:
     return network
 
 
+def remove_sessions_network(client, name: str) -> None:
+    """Remove the sessions network ``name`` (a low-level ``docker.APIClient``)
+    with the containers still on it and the host firewall rules the hub put
+    on it (egress.py). For the tests and benchmarks that make networks of
+    their own; gone already is fine."""
+    import docker
+
+    from . import egress
+
+    for network in [n for n in client.networks(names=[name]) if n["Name"] == name]:
+        for container in client.containers(all=True, filters={"network": network["Id"]}):
+            try:
+                client.remove_container(container["Id"], force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+        if network.get("Driver") == "bridge":
+            egress.remove(bridge_interface(client.inspect_network(network["Id"])))
+        try:
+            client.remove_network(network["Id"])
+        except docker.errors.NotFound:
+            pass
+
+
 def icc_disabled(network: dict) -> bool:
     return (network.get("Options") or {}).get(ICC_OPTION) == "false"
 

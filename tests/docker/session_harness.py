@@ -18,7 +18,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 
@@ -237,15 +236,11 @@ class Hub:
 
 
 def remove_sessions_network(docker_client, network: str) -> None:
-    """A test's sessions network, and the host firewall rules the hub put
-    on it (egress.py)."""
-    from jupyterhub_service import egress
-    from jupyterhub_service.session_network import bridge_interface
+    """A test's sessions network, what is still on it and the host firewall
+    rules the hub put on it (session_network.remove_sessions_network)."""
+    from jupyterhub_service import session_network
 
-    for n in docker_client.networks.list(names=[network]):
-        if n.attrs.get("Driver") == "bridge":
-            egress.remove(bridge_interface(n.attrs))
-        n.remove()
+    session_network.remove_sessions_network(docker_client.api, network)
 
 
 @contextlib.contextmanager
@@ -285,11 +280,6 @@ def docker_stack(name: str, hub_port: int, hub_stack, docker_client, run_id: str
         yield (stack, seed) if ckan else stack
     finally:
         stack.stop()
-        for n in docker_client.networks.list(names=[network]):
-            for container in docker_client.containers.list(all=True, ignore_removed=True,
-                                                           filters={"network": n.id}):
-                with contextlib.suppress(docker.errors.NotFound):
-                    container.remove(force=True)
         remove_sessions_network(docker_client, network)
 
 
