@@ -13,7 +13,7 @@ VENV_STAMP := $(VENV)/.installed-$(notdir $(basename $(DEFAULT_CONSTRAINTS)))
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev dev-up dev-stop test test-fast test-matrix images bench system-deps services venv cache
+.PHONY: dev dev-up dev-stop test test-fast test-matrix test-loop images bench system-deps services venv cache
 
 ## Debian packages the stack and the tests need (installed only when missing)
 system-deps:
@@ -84,6 +84,10 @@ cache: venv
 ## `make test-matrix MATRIX=ckan2.11-hub5` runs one combination.
 test-matrix: services
 	@MATRIX="$(MATRIX)" PYTEST_ARGS="$(PYTEST_ARGS)" bash dev/test-matrix.sh
+
+# the concurrency and restart tests, LOOPS times in a row (default 20)
+test-loop: venv services
+	@LOOPS="$(LOOPS)" LOOP_TESTS="$(LOOP_TESTS)" bash dev/test-loop.sh
 
 ## Another combination for `make dev`, `make dev-up` and `make dev-stop`:
 ## `CKAN_VERSION=2.11 JUPYTERHUB_VERSION=5 make dev` runs CKAN from
