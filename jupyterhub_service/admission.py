@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .errors import BridgeError
-from .store import LIVE, AsyncStore, SessionRecord, aware, iso, utcnow
+from .store import LIVE, AsyncStore, SessionRecord, aware, iso, new_session_id, utcnow
 
 # addresses the rate limiter remembers at most: a flood from many addresses
 # costs bounded memory (the oldest are forgotten first)
@@ -107,7 +107,7 @@ class Admission:
             existing_hub_user = mine[0].hub_user if (mine and kind == "user") else None
             now = utcnow()
             rec = SessionRecord(
-                id=slot.slot_dir if slot else secrets.token_urlsafe(12),
+                id=slot.slot_dir if slot else new_session_id(),
                 user_id=user_id,
                 user_kind=kind,
                 user_name=str(user.get("name") or ""),

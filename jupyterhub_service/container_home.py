@@ -53,9 +53,13 @@ class ContainerHomeMixin(Configurable):
     disk_limit = 0
 
     def _home_key(self) -> str:
-        if KEY.match(self.session_id):
-            return self.session_id
-        return self.object_name
+        """The home's name: the session id, which the reconciler knows. A
+        home under any other name would be an orphan to it, removed under
+        the running session at its next pass, so there is none."""
+        if not KEY.match(self.session_id):
+            raise ValueError(f"session id {self.session_id!r} cannot name a home "
+                             "(letters, digits, '.', '_', '-'; not starting with '.', '_', '-')")
+        return self.session_id
 
     def home(self) -> SessionHome:
         return SessionHome(self.homes_root, self.home_key)

@@ -183,7 +183,7 @@ class SessionContainerSpawner(ContainerHomeMixin, ContainerEgressMixin, DockerSp
         self.disk_limit = session_disk_limit(options, self.default_disk_limit)
         self.session_egress = session_egress_mode(options, self.default_session_egress)
         self.session_id = str(options.get("session_id", ""))
-        self.home_key = self._home_key()
+        self.home_key = self._home_key() if self.home_on_image else ""
         self.mem_limit = memory
         self.volumes = self.session_volumes(options)
         self.read_only_volumes = {}

@@ -21,7 +21,7 @@ import secrets
 import time
 
 from .servers import StopFailed
-from .store import PoolRecord, utcnow
+from .store import PoolRecord, new_session_id, utcnow
 
 log = logging.getLogger("bridge.pool")
 
@@ -122,7 +122,7 @@ class Pool:
 
     async def _start_one(self, limits: dict) -> None:
         async with self.semaphore:
-            slot_id = secrets.token_urlsafe(12)
+            slot_id = new_session_id()
             hub_user = "guest-" + secrets.token_hex(5)
             server = "p-" + secrets.token_hex(5)
             # the record first, under the admission lock: the reconciler

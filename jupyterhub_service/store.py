@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -43,6 +44,15 @@ STOPPING = "stopping"
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def new_session_id() -> str:
+    """A new session's (or pool slot's) id: 24 lowercase hex digits. The id
+    names the session's directory, its home image and its containers'
+    labels, so it must be a key that session_disk.KEY accepts (a leading
+    ``-`` or ``_``, which ``token_urlsafe`` gives one id in 32, is not) and
+    fit every engine's names (Kubernetes wants lowercase)."""
+    return secrets.token_hex(12)
 
 
 def iso(value: dt.datetime | None) -> str | None:
