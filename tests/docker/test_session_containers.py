@@ -55,15 +55,13 @@ def hub(request, kind, docker_client, singleuser_image, backend_db, run_id, tmp_
 
 
 def remove_leftovers(docker_client, network):
-    """Whatever a failed test left on this run's sessions network."""
+    """Whatever a failed test left on this run's sessions network: the
+    services first (their tasks come back otherwise), then the network with
+    the containers still on it."""
     if swarm_active(docker_client):
         for user in TEST_USERS:
             for svc in docker_client.services.list(filters={"name": f"jupyter-{user}-"}):
                 svc.remove()
-    for c in docker_client.containers.list(all=True, ignore_removed=True,
-                                           filters={"network": network}):
-        if c.name.startswith(tuple(f"jupyter-{u}-" for u in TEST_USERS)):
-            c.remove(force=True)
     remove_sessions_network(docker_client, network)
 
 
